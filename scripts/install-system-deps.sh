@@ -1,0 +1,43 @@
+#!/bin/sh
+# Install the Debian packages the SocketCAN harness (hil/socketcan) needs, only when missing.
+#   user-mode-linux  a Linux kernel as a user process, with CAN/vcan modules (when the host has no vcan)
+#   kmod             insmod/modprobe (loads the CAN modules inside UML, or vcan on a laptop)
+#   can-utils        candump, cansend, ... (used on the host and inside UML)
+#   iproute2         ip link add ... type vcan
+# Idempotent: exits 0 without touching apt when everything is installed. Needs root (or sudo)
+# only when something is missing. Called by `make test` / CI; safe to run by hand.
+set -eu
+
+PACKAGES="user-mode-linux kmod can-utils iproute2"
+
+missing=""
+for pkg in $PACKAGES; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [ "$status" = "installed" ] || missing="$missing $pkg"
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-system-deps: missing Debian packages:$missing, and apt-get is not available;" >&2
+    echo "install them with your distribution's package manager." >&2
+    exit 1
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO="sudo"
+    else
+        echo "install-system-deps: missing packages:$missing; run this script as root." >&2
+        exit 1
+    fi
+fi
+
+echo "install-system-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+# shellcheck disable=SC2086  # word splitting of the package list is intended
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
