@@ -1,0 +1,165 @@
+"""The SOC estimator interface: every estimator works on the same arrays.
+
+``x, P = new_state(n, p)`` allocates the state (layout in :mod:`bms.soc.layout`),
+``soc_step(kind, p, tune, x, P, i_a, cell_v, temp_c, valid, dt_s)`` advances all cells of a
+series string by one sample in one compiled call (``i_a`` is the measured cell current,
+positive in charge; ``valid[c]`` False or a non-finite value holds the sample and flags it).
+
+Estimators are selected by an integer ``kind`` (a branch inside the compiled step, so the
+firmware step stays one numba call). Plugging in another estimator: write a cell kernel with
+the signature ``kernel(p, tune, x_row, P_cell, i_a, v, temp_c, ok, dt_s)`` on these arrays,
+give it the next kind number in ``soc_step`` and a :class:`EstimatorSpec` in ``ESTIMATORS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from bms.model import CellParams
+from bms.soc.cc import cc_cell
+from bms.soc.ekf import ekf_cell
+from bms.soc.layout import (
+    IBIAS, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
+    T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_REST_I, T_REST_S,
+    T_RREST, T_RV,
+)
+from bms.soc.ocv import soc_from_rest_voltage
+
+EST_CC = 0
+EST_EKF = 1
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    name: str
+    kind: int
+    description: str
+
+
+ESTIMATORS = {
+    "cc": EstimatorSpec("cc", EST_CC, "coulomb counting + hysteresis-aware OCV recalibration at rest"),
+    "ekf": EstimatorSpec("ekf", EST_EKF, "EKF per cell over SOC, 2 RC voltages, hysteresis and current offset"),
+}
+
+#: tuning defaults; names match bms.soc.layout T_* (per-cell quantities, SI units)
+TUNING_DEFAULTS = {
+    "q_soc_per_s": 1e-10,  # SOC random walk (1/s)
+    "q_rc_v2_per_s": 1e-9,  # RC1 voltage random walk (V^2/s)
+    "q_rc2_v2_per_s": 1e-9,  # RC2 voltage random walk (V^2/s)
+    "q_hyst_per_s": 1e-6,  # hysteresis-state random walk (1/s)
+    "q_bias_a2_per_s": 1e-7,  # current-offset random walk (A^2/s)
+    "r_v2": 2.5e-5,  # measurement variance under load (V^2): model error dominates
+    "rest_i_c": 0.002,  # rest when |i| < this C-rate
+    "rest_s": 600.0,  # rest time before the voltage counts as relaxed (s)
+    "r_rest_v2": 4e-6,  # measurement variance of a relaxed voltage (V^2)
+    "bias_max_c": 0.05,  # current-offset bound as a C-rate
+    "p0_soc": 0.02**2,  # initial SOC variance when initialised from a known SOC
+    "p0_hyst": 0.5,  # initial hysteresis variance
+    "p0_bias_c": 0.01,  # initial offset standard deviation as a C-rate
+}
+TUNING_KEYS = tuple(TUNING_DEFAULTS)
+
+
+def tuning_vector(p: CellParams, **overrides: float) -> np.ndarray:
+    """Build the tuning array (layout T_*), C-rate entries scaled by the cell capacity."""
+    unknown = set(overrides) - set(TUNING_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown tuning key(s) {sorted(unknown)}; known: {', '.join(TUNING_KEYS)}")
+    t = {**TUNING_DEFAULTS, **overrides}
+    for key, val in t.items():
+        if not np.isfinite(val) or val < 0:
+            raise ValueError(f"tuning {key}={val!r} must be a finite number >= 0")
+    tune = np.zeros(NT)
+    q = p.capacity_ah
+    tune[T_QZ] = t["q_soc_per_s"]
+    tune[T_QV] = t["q_rc_v2_per_s"]
+    tune[T_QV2] = t["q_rc2_v2_per_s"]
+    tune[T_QH] = t["q_hyst_per_s"]
+    tune[T_QB] = t["q_bias_a2_per_s"]
+    tune[T_RV] = t["r_v2"]
+    tune[T_REST_I] = t["rest_i_c"] * q
+    tune[T_REST_S] = t["rest_s"]
+    tune[T_RREST] = t["r_rest_v2"]
+    tune[T_BIAS_MAX] = t["bias_max_c"] * q
+    tune[T_P0Z] = t["p0_soc"]
+    tune[T_P0H] = t["p0_hyst"]
+    tune[T_P0B] = (t["p0_bias_c"] * q) ** 2
+    return tune
+
+
+def default_tuning(kind: int, p: CellParams) -> np.ndarray:
+    return tuning_vector(p)
+
+
+def new_state(n: int, p: CellParams, tune: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """State for ``n`` cells at 50 % SOC, hysteresis unknown; call an init_* before use."""
+    tune = default_tuning(EST_EKF, p) if tune is None else tune
+    x = np.zeros((n, NXE))
+    x[:, IZ] = 0.5
+    x[:, ICAP] = p.capacity_ah
+    x[:, ITHOLD] = 25.0
+    P = np.zeros((n, NP, NP))
+    P[:, PZ, PZ] = 0.25
+    P[:, PV1, PV1] = 1e-6
+    P[:, PV2, PV2] = 1e-6
+    P[:, PH, PH] = tune[T_P0H]
+    P[:, PB, PB] = tune[T_P0B]
+    return x, P
+
+
+def init_at_soc(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray, soc, temp_c, h: float = 0.0) -> None:
+    """Initialise at a known SOC (e.g. restored from saved state), RC voltages zero."""
+    x[:, IZ] = np.clip(soc, 0.0, 1.0)
+    x[:, IH] = h
+    x[:, IS] = np.sign(h)
+    x[:, ITHOLD] = temp_c
+    P[:] = 0.0
+    P[:, PZ, PZ] = tune[T_P0Z]
+    P[:, PV1, PV1] = 1e-6
+    P[:, PV2, PV2] = 1e-6
+    P[:, PH, PH] = tune[T_P0H]
+    P[:, PB, PB] = tune[T_P0B]
+
+
+def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray, cell_v, temp_c,
+                   h: float = 0.0) -> None:
+    """Initialise as the firmware does at power-up: SOC from the rested voltage, read with
+    hysteresis state ``h`` (0 when unknown); the SOC variance covers the hysteresis
+    ambiguity, M / (dOCV/dz), so the filter can correct it."""
+    cell_v = np.broadcast_to(np.asarray(cell_v, dtype=float), (x.shape[0],))
+    temp_c = np.broadcast_to(np.asarray(temp_c, dtype=float), (x.shape[0],))
+    init_at_soc(p, tune, x, P, 0.5, temp_c, h)
+    for c in range(x.shape[0]):
+        if not (np.isfinite(cell_v[c]) and np.isfinite(temp_c[c])):
+            continue  # stays at 50 % with the full variance
+        z, slope = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), h, float(np.sign(h)))
+        z_hi, _ = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), -1.0, -1.0)
+        z_lo, _ = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), 1.0, 1.0)
+        x[c, IZ] = z
+        x[c, IVHOLD] = cell_v[c]
+        spread = 0.5 * abs(z_hi - z_lo) if h == 0.0 else 0.0
+        P[c, PZ, PZ] = max(tune[T_P0Z], spread**2 + 1e-4)
+
+
+@nb.njit(cache=True)
+def soc_step(kind, p, tune, x, P, i_a, cell_v, temp_c, valid, dt_s):
+    """Advance every cell's estimator by one sample (see module docstring); in place.
+    ``i_a`` is the measured current of each cell (scalar: cells in series share it)."""
+    n = x.shape[0]
+    if kind == EST_EKF:
+        for c in range(n):
+            ekf_cell(p, tune, x[c], P[c], i_a, cell_v[c], temp_c[c], valid[c], dt_s)
+    else:
+        for c in range(n):
+            cc_cell(p, tune, x[c], P[c], i_a, cell_v[c], temp_c[c], valid[c], dt_s)
+
+
+def soc_of(x: np.ndarray) -> np.ndarray:
+    return x[:, IZ]
+
+
+def bias_of(x: np.ndarray) -> np.ndarray:
+    return x[:, IBIAS]

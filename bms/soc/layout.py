@@ -1,0 +1,43 @@
+"""Array layouts shared by every SOC estimator (one row per cell).
+
+Estimator state ``x`` (n, NXE):
+
+====  =========  ====================================================================
+ idx  name       meaning
+====  =========  ====================================================================
+  0   Z          state of charge, 0..1
+  1   V1         voltage over RC pair 1 (V)
+  2   V2         voltage over RC pair 2 (V)
+  3   H          dynamic hysteresis state, -1..1
+  4   S          instantaneous hysteresis sign (last non-negligible current)
+  5   BIAS       estimated current-sensor offset (A); true current = measured - BIAS
+  6   REST_S     time since the current last exceeded the rest threshold (s)
+  7   FLAGS      bit field, see FLAG_*
+  8   I_HOLD     last valid cell current (A), used for the next prediction
+  9   T_HOLD     last valid temperature (C)
+ 10   V_HOLD     last valid voltage (V)
+ 11   CAP_AH     capacity used by the estimator (Ah)
+ 12   N_HELD     number of samples held because they were not finite or not valid
+ 13   RECAL      1 once the current rest has been used for an OCV recalibration
+====  =========  ====================================================================
+
+Covariance ``P`` (n, NP, NP) over the filtered states [Z, V1, V2, H, BIAS].
+
+Tuning ``tune`` (NT,): see the T_* indices.
+"""
+
+IZ, IV1, IV2, IH, IS, IBIAS, IREST, IFLAGS, IIHOLD, ITHOLD, IVHOLD, ICAP, INHELD, IRECAL = range(14)
+NXE = 14
+NP = 5
+PZ, PV1, PV2, PH, PB = range(5)
+
+FLAG_V_HELD = 1  # last voltage sample was not usable (NaN/inf/invalid): measurement update skipped
+FLAG_I_HELD = 2  # last current sample was not finite: previous current held
+FLAG_T_HELD = 4  # last temperature sample was not finite: previous temperature held
+FLAG_AT_REST = 8  # rested long enough for OCV recalibration
+FLAG_SOC_CLAMPED = 16  # SOC estimate hit 0 or 1 and was clamped
+
+# tuning vector indices
+(T_QZ, T_QV, T_QH, T_QB, T_RV, T_REST_I, T_REST_S, T_RREST, T_BIAS_MAX, T_P0Z, T_P0H, T_P0B,
+ T_QV2) = range(13)
+NT = 13
