@@ -1,0 +1,149 @@
+"""Dynamic parameters at one temperature by least squares on a drive-cycle voltage record.
+
+The forward model is :func:`bms.model.simulate` itself (the estimator's own equations) with the
+OCV and hysteresis-amplitude rows fixed from the slow curves; it is driven by the measured
+current from a rested state after a full charge (``z0 = soc_ref[0]``, ``v1 = v2 = 0``,
+``h = s = +1``) and the residual is ``v_model - v_measured`` at every sample. Fitted:
+``R0`` (charge and discharge), ``R1, tau1``, ``R2, tau2``, the hysteresis rate ``gamma`` and
+the instantaneous hysteresis ``m0``; all positive ones in log space, every one bounded to a
+physical range (:data:`BOUNDS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from bms.labdata import DataError, LabData
+from bms.model import IH, IS, IZ, NX, CellParams, simulate
+
+#: fitted per-temperature parameters, in profile-table order
+PARAM_KEYS = ("r0_chg_ohm", "r0_dis_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s", "gamma", "m0_v")
+#: physical bounds of each fitted parameter
+BOUNDS: dict[str, tuple[float, float]] = {
+    "r0_chg_ohm": (1e-5, 0.5),
+    "r0_dis_ohm": (1e-5, 0.5),
+    "r1_ohm": (1e-6, 0.5),
+    "tau1_s": (1.0, 100.0),
+    "r2_ohm": (1e-6, 0.5),
+    "tau2_s": (100.0, 5000.0),
+    "gamma": (1.0, 2000.0),
+    "m0_v": (0.0, 0.05),
+}
+_LOG = tuple(k != "m0_v" for k in PARAM_KEYS)
+
+
+def cell_params(soc: np.ndarray, temp_c: np.ndarray, ocv_v: np.ndarray, hyst_v: np.ndarray,
+                dyn: dict[str, np.ndarray], capacity_ah: float, eta_chg: float, i_sign_a: float) -> CellParams:
+    """A :class:`CellParams` from tables (``ocv_v``/``hyst_v`` (nT, nS), ``dyn[key]`` (nT,))."""
+    c = lambda a: np.ascontiguousarray(np.atleast_1d(np.asarray(a, dtype=np.float64)))  # noqa: E731
+    return CellParams(
+        soc0=float(soc[0]), dsoc=float(soc[1] - soc[0]), temp_c=c(temp_c),
+        ocv_v=np.ascontiguousarray(np.atleast_2d(ocv_v), dtype=np.float64),
+        hyst_v=np.ascontiguousarray(np.atleast_2d(hyst_v), dtype=np.float64),
+        m0_v=c(dyn["m0_v"]), gamma=c(dyn["gamma"]), r0_chg_ohm=c(dyn["r0_chg_ohm"]),
+        r0_dis_ohm=c(dyn["r0_dis_ohm"]), r1_ohm=c(dyn["r1_ohm"]), tau1_s=c(dyn["tau1_s"]),
+        r2_ohm=c(dyn["r2_ohm"]), tau2_s=c(dyn["tau2_s"]),
+        capacity_ah=float(capacity_ah), eta_chg=float(eta_chg), i_sign_a=float(i_sign_a),
+    )
+
+
+def rested_full_state(soc0: float, h0: float = 1.0) -> np.ndarray:
+    """Initial state of a drive record: rested, SOC ``soc0``, hysteresis ``h0`` (after charge: +1)."""
+    x0 = np.zeros(NX)
+    x0[IZ] = soc0
+    x0[IH] = h0
+    x0[IS] = np.sign(h0)
+    return x0
+
+
+def sample_step_s(data: LabData) -> float:
+    """The record's constant sample period (s); a clear error if it is not uniform."""
+    dt = np.diff(data.time_s)
+    if dt.size == 0 or np.ptp(dt) > 1e-6 * max(1.0, dt[0]):
+        raise DataError(f"{data.path}: time_s is not uniformly sampled (step {dt.min()}..{dt.max()} s)")
+    return float(dt[0])
+
+
+@dataclass
+class DriveFit:
+    """The result of fitting (or evaluating) the model on one drive record."""
+
+    path: str
+    temp_c: float
+    values: dict[str, float]
+    rmse_v: float
+    max_abs_v: float
+    soc_gap_max: float  # max |model SOC - soc_ref| (coulomb counting vs the reference)
+    v_model: np.ndarray = field(repr=False)
+    n_eval: int = 0
+
+
+def record_temp_c(data: LabData) -> float:
+    t = np.unique(data.temperature_c)
+    if t.size != 1:
+        raise DataError(f"{data.path}: temperature_c is not one chamber set point ({t.min()}..{t.max()} C)")
+    return float(t[0])
+
+
+def evaluate(p: CellParams, data: LabData, h0: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Model voltage and SOC along a record (driven by its current, from a rested full state)."""
+    if data.soc_ref is None:
+        raise DataError(f"{data.path}: needs a soc_ref column (initial SOC)")
+    dt = sample_step_s(data)
+    temp = np.ascontiguousarray(data.temperature_c, dtype=np.float64)
+    i_a = np.ascontiguousarray(data.current_a, dtype=np.float64)
+    return simulate(p, rested_full_state(float(data.soc_ref[0]), h0), i_a, temp, dt)
+
+
+def _pack(values: dict[str, float]) -> np.ndarray:
+    return np.array([np.log(values[k]) if lg else values[k] for k, lg in zip(PARAM_KEYS, _LOG)])
+
+
+def _unpack(u: np.ndarray) -> dict[str, float]:
+    return {k: float(np.exp(x) if lg else x) for k, x, lg in zip(PARAM_KEYS, u, _LOG)}
+
+
+def _clip(values: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for k in PARAM_KEYS:
+        lo, hi = BOUNDS[k]
+        span = hi - lo
+        out[k] = float(np.clip(values[k], lo + 1e-9 * span, hi - 1e-9 * span))
+        if _LOG[PARAM_KEYS.index(k)]:
+            out[k] = float(np.clip(values[k], lo * (1 + 1e-9), hi * (1 - 1e-9)))
+    return out
+
+
+def fit_drive(data: LabData, soc: np.ndarray, ocv_row: np.ndarray, hyst_row: np.ndarray,
+              guess: dict[str, float], capacity_ah: float, eta_chg: float, i_sign_a: float,
+              max_nfev: int = 200) -> DriveFit:
+    """Least-squares fit of :data:`PARAM_KEYS` at the record's temperature (one-row tables)."""
+    temp_c = record_temp_c(data)
+    temps = np.array([temp_c])
+
+    def params(values):
+        return cell_params(soc, temps, ocv_row, hyst_row, {k: np.array([v]) for k, v in values.items()},
+                           capacity_ah, eta_chg, i_sign_a)
+
+    def resid(u):
+        v, _ = evaluate(params(_unpack(u)), data)
+        return v - data.voltage_v
+
+    lo = np.array([np.log(BOUNDS[k][0]) if lg else BOUNDS[k][0] for k, lg in zip(PARAM_KEYS, _LOG)])
+    hi = np.array([np.log(BOUNDS[k][1]) if lg else BOUNDS[k][1] for k, lg in zip(PARAM_KEYS, _LOG)])
+    res = least_squares(resid, _pack(_clip(guess)), bounds=(lo, hi), x_scale=1.0, diff_step=1e-4,
+                        max_nfev=max_nfev)
+    values = _unpack(res.x)
+    return score(params(values), data, values, n_eval=int(res.nfev))
+
+
+def score(p: CellParams, data: LabData, values: dict[str, float] | None = None, n_eval: int = 0) -> DriveFit:
+    """Voltage RMSE / max error and SOC bookkeeping of the model ``p`` on a record."""
+    v, z = evaluate(p, data)
+    r = v - data.voltage_v
+    gap = float(np.max(np.abs(z - data.soc_ref)))
+    return DriveFit(str(data.path), record_temp_c(data), dict(values or {}), float(np.sqrt(np.mean(r * r))),
+                    float(np.max(np.abs(r))), gap, v, n_eval)

@@ -1,0 +1,164 @@
+"""OCV and hysteresis-amplitude tables from slow (C/30..C/50) discharge/charge curves.
+
+The slow curves are read as the model (``bms.model``) would produce them under a small
+constant current ``I`` (discharge from full after a charge, then charge from empty)::
+
+    v_dis(z) = OCV(z) + M(z) h_dis(z) - m0 - I R_ss        h_dis(z) = -1 + 2 exp(-gamma (1 - z))
+    v_chg(z) = OCV(z) + M(z) h_chg(z) + m0 + I R_ss        h_chg(z) =  1 - 2 exp(-gamma eta z)
+
+with ``R_ss = (R0_chg + R0_dis)/2 + R1 + R2`` the steady-state resistance (at C/50 the RC
+pairs are settled: the resistive part is ``I R_ss``, ~2-3 mV at 25 C for the Winston cell).
+Hence, where both hysteresis states are saturated (``h_chg - h_dis >= 1.5``) in the core
+SOC range, ``M = (v_chg - v_dis - 2 m0 - 2 I R_ss) / (h_chg - h_dis)``: the half-gap minus the
+resistive part minus the instantaneous hysteresis ``m0``; outside it ``M`` holds its edge value.
+OCV is a weighted mean of the two curves' OCV estimates: 1/2 each in the middle, the
+discharge curve only near full (the charge curve bends up there from polarisation) and the
+charge curve only near empty (the discharge curve collapses there), and never a point
+where a curve sits clamped at a voltage cutoff. Finally the rows are made non-decreasing in
+SOC by isotonic regression (the least-squares closest monotone curve).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import isotonic_regression
+
+from bms.labdata import DataError
+
+#: SOC range where the half-gap is read as hysteresis; outside, M holds its edge value
+CORE_SOC = (0.10, 0.95)
+#: weight of the discharge curve in the OCV: 0 below LO, 1/2 between, 1 above HI (linear ramps)
+W_DIS_KNOTS = ((0.0, 0.0), (0.03, 0.0), (0.10, 0.5), (0.90, 0.5), (0.97, 1.0), (1.0, 1.0))
+
+
+@dataclass
+class SlowCurves:
+    """Slow discharge/charge voltage curves on a common SOC axis, one row per temperature."""
+
+    path: Path
+    soc: np.ndarray  # (nS,)
+    temp_c: np.ndarray  # (nT,) ascending
+    v_dis: np.ndarray  # (nT, nS)
+    v_chg: np.ndarray  # (nT, nS)
+    i_slow_a: float  # magnitude of the slow test current
+
+
+def _tag_temp(tag: str) -> float | None:
+    """'N05' -> -5, 'P25' -> 25, 'c30_25C' -> 25, '25C' -> 25; None if no temperature."""
+    m = re.search(r"(?:^|_)([NP])(\d+)$", tag)
+    if m:
+        return (-1.0 if m.group(1) == "N" else 1.0) * float(m.group(2))
+    m = re.search(r"(?:^|_)(-?\d+(?:\.\d+)?)C$", tag)
+    return float(m.group(1)) if m else None
+
+
+def read_slow_table(path: str | Path, i_slow_a: float) -> SlowCurves:
+    """Read ``soc,vdis_<T>,vchg_<T>,...`` (T like N05, P25 or 25C). ``i_slow_a`` > 0 is the
+    magnitude of the slow test current (for the resistive correction)."""
+    path = Path(path)
+    if not i_slow_a > 0:
+        raise DataError(f"{path}: slow-test current must be > 0 A, got {i_slow_a}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such OCV table")
+    with path.open() as fh:
+        names = [h.strip() for h in fh.readline().split(",")]
+    if "soc" not in names:
+        raise DataError(f"{path}: missing column soc; found {', '.join(names)}")
+    arr = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    col = {n: arr[:, i] for i, n in enumerate(names)}
+    pairs = {}
+    for n in names:
+        if n.startswith("vdis_"):
+            tag = n[5:]
+            t = _tag_temp(tag)
+            if t is None:
+                raise DataError(f"{path}: cannot read a temperature from column {n!r} (use e.g. vdis_P25, vdis_N05, vdis_25C)")
+            if f"vchg_{tag}" not in col:
+                raise DataError(f"{path}: column {n!r} has no matching vchg_{tag}")
+            pairs[t] = (col[n], col[f"vchg_{tag}"])
+    if not pairs:
+        raise DataError(f"{path}: no vdis_<T>/vchg_<T> column pairs")
+    soc = col["soc"]
+    if np.any(np.diff(soc) <= 0) or soc[0] < -1e-9 or soc[-1] > 1 + 1e-9:
+        raise DataError(f"{path}: soc must increase strictly within [0, 1]")
+    temps = np.array(sorted(pairs))
+    v_dis = np.array([pairs[t][0] for t in temps])
+    v_chg = np.array([pairs[t][1] for t in temps])
+    if not (np.all(np.isfinite(v_dis)) and np.all(np.isfinite(v_chg))):
+        raise DataError(f"{path}: non-finite voltages")
+    return SlowCurves(path, soc, temps, v_dis, v_chg, float(i_slow_a))
+
+
+def resample(curves: SlowCurves, dsoc: float) -> SlowCurves:
+    """The curves on the uniform grid 0, dsoc, ..., 1 (linear interpolation, ends held)."""
+    n = int(round(1.0 / dsoc))
+    if n < 2 or abs(n * dsoc - 1.0) > 1e-9:
+        raise ValueError(f"SOC step {dsoc} must divide 1 into at least 2 intervals")
+    soc = np.linspace(0.0, 1.0, n + 1)
+    if curves.soc.size == soc.size and np.allclose(curves.soc, soc, atol=1e-9):
+        return curves
+    f = lambda v: np.array([np.interp(soc, curves.soc, row) for row in v])  # noqa: E731
+    return SlowCurves(curves.path, soc, curves.temp_c, f(curves.v_dis), f(curves.v_chg), curves.i_slow_a)
+
+
+def _clamped(v: np.ndarray, from_end: str) -> np.ndarray:
+    """Mask of the run of equal values at one end of a curve (a curve held at a cutoff)."""
+    mask = np.zeros(v.size, dtype=bool)
+    idx = range(v.size) if from_end == "low" else range(v.size - 1, -1, -1)
+    idx = list(idx)
+    for a, b in zip(idx, idx[1:]):
+        if abs(v[a] - v[b]) < 1e-6:
+            mask[a] = True
+        else:
+            break
+    return mask
+
+
+def monotone(v: np.ndarray) -> np.ndarray:
+    """The closest non-decreasing sequence in least squares (isotonic regression)."""
+    return np.asarray(isotonic_regression(np.asarray(v, dtype=float), increasing=True).x)
+
+
+def ocv_hyst(curves: SlowCurves, gamma: np.ndarray, m0_v: np.ndarray, r_ss_ohm: np.ndarray,
+             eta_chg: float) -> tuple[np.ndarray, np.ndarray]:
+    """OCV and hysteresis-amplitude tables (nT, nS) from slow curves given, per temperature of
+    ``curves``, the hysteresis rate ``gamma``, instantaneous hysteresis ``m0_v`` and the
+    steady-state resistance ``r_ss_ohm`` (equations in the module docstring)."""
+    z = curves.soc
+    nt = curves.temp_c.size
+    gamma, m0_v, r_ss_ohm = (np.broadcast_to(np.asarray(a, float), (nt,)) for a in (gamma, m0_v, r_ss_ohm))
+    kz, kw = zip(*W_DIS_KNOTS)
+    w_dis0 = np.interp(z, kz, kw)
+    core = (z >= CORE_SOC[0] - 1e-9) & (z <= CORE_SOC[1] + 1e-9)
+    ocv = np.empty((nt, z.size))
+    hyst = np.empty((nt, z.size))
+    for j in range(nt):
+        vd, vc = curves.v_dis[j], curves.v_chg[j]
+        ir = curves.i_slow_a * r_ss_ohm[j]
+        h_dis = -1.0 + 2.0 * np.exp(-gamma[j] * (1.0 - z))
+        h_chg = 1.0 - 2.0 * np.exp(-gamma[j] * eta_chg * z)
+        dh = h_chg - h_dis
+        ok = core & (dh >= 1.5) & ~_clamped(vd, "low") & ~_clamped(vc, "high")
+        if ok.sum() < 2:
+            raise DataError(f"{curves.path}: at {curves.temp_c[j]} C fewer than 2 usable SOC points for the hysteresis")
+        m_raw = np.maximum((vc - vd - 2.0 * m0_v[j] - 2.0 * ir) / np.where(ok, dh, 1.0), 0.0)
+        zi = z[ok]
+        m = np.interp(z, zi, m_raw[ok])  # linear across gaps, edge values held outside
+        ocv_d = vd - m * h_dis + m0_v[j] + ir
+        ocv_c = vc - m * h_chg - m0_v[j] - ir
+        w = w_dis0.copy()
+        w[_clamped(vd, "low")] = 0.0
+        w[_clamped(vc, "high")] = 1.0
+        ocv[j] = monotone(w * ocv_d + (1.0 - w) * ocv_c)
+        hyst[j] = m
+    return ocv, hyst
+
+
+def mid_half_gap(curves: SlowCurves, lo: float = 0.2, hi: float = 0.8) -> np.ndarray:
+    """Median half-gap (V) between the curves over ``lo..hi`` SOC, per temperature."""
+    sel = (curves.soc >= lo) & (curves.soc <= hi)
+    return np.median(0.5 * (curves.v_chg - curves.v_dis)[:, sel], axis=1)

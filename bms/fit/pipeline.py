@@ -1,0 +1,110 @@
+"""``bms profile fit`` end to end: slow curves -> OCV/hysteresis, drive cycles -> dynamic
+parameters, temperature rule -> full tables, iterated a few times because the OCV/hysteresis
+split uses the fitted ``gamma``, ``m0`` and resistances (see :mod:`bms.fit.ocv`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bms.config import Section, load_toml
+from bms.fit import dynamic, ocv, temperature
+from bms.labdata import DataError, LabData, load_csv
+from bms.profile import CellLimits, Profile, to_params
+
+KELVIN = 273.15
+
+
+def load_datasheet(path: str | Path) -> tuple[dict, CellLimits]:
+    """A datasheet TOML ``[cell]`` table: name/chemistry/source strings and the limits."""
+    path = Path(path)
+    cell = Section(path, load_toml(path)).section("cell")
+    limits = CellLimits(
+        v_min_v=cell.number("v_min_v", 1.0, 4.5), v_max_v=cell.number("v_max_v", 2.0, 5.0),
+        v_damage_v=cell.number("v_damage_v", 1.0, 4.5),
+        i_max_chg_a=cell.number("i_max_chg_a", 0.0, 1e5, lo_open=True),
+        i_max_dis_a=cell.number("i_max_dis_a", 0.0, 1e5, lo_open=True),
+        i_peak_dis_a=cell.number("i_peak_dis_a", 0.0, 1e5, lo_open=True),
+        temp_min_chg_c=cell.number("temp_min_chg_c", -40.0, 40.0),
+        temp_max_c=cell.number("temp_max_c", 20.0, 120.0),
+    )
+    info = {"chemistry": cell.string("chemistry", "LFP"), "source": cell.string("source", "")}
+    return info, limits
+
+
+def initial_guess(temp_c: np.ndarray, capacity_ah: float) -> dict[str, np.ndarray]:
+    """Generic LFP starting values: resistances ~ (ohm Ah)/Q with an Arrhenius factor (4000 K)."""
+    f = np.exp(4000.0 * (1.0 / (np.asarray(temp_c) + KELVIN) - 1.0 / 298.15))
+    n = np.ones_like(f)
+    g = {"r0_chg_ohm": 0.08 / capacity_ah * f, "r0_dis_ohm": 0.08 / capacity_ah * f,
+         "r1_ohm": 0.03 / capacity_ah * f, "tau1_s": 10.0 * n, "r2_ohm": 0.08 / capacity_ah * f,
+         "tau2_s": 300.0 * n, "gamma": 100.0 * n, "m0_v": 0.002 * n}
+    return {k: np.clip(v, *dynamic.BOUNDS[k]) for k, v in g.items()}
+
+
+def r_steady(dyn: dict[str, np.ndarray]) -> np.ndarray:
+    """Steady-state (slow-current) resistance (R0_chg + R0_dis)/2 + R1 + R2."""
+    return 0.5 * (dyn["r0_chg_ohm"] + dyn["r0_dis_ohm"]) + dyn["r1_ohm"] + dyn["r2_ohm"]
+
+
+@dataclass
+class FitResult:
+    profile: Profile
+    drives: list[dynamic.DriveFit]
+    records: list[LabData]
+
+
+def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: list[str | Path],
+                capacity_ah: float, eta_chg: float, datasheet: str | Path, dsoc: float = 0.01,
+                iterations: int = 3, i_sign_a: float | None = None, log=print) -> FitResult:
+    """Fit a whole cell profile (module docstring); ``log`` receives progress lines."""
+    info, limits = load_datasheet(datasheet)
+    if not capacity_ah > 0 or not 0.8 <= eta_chg <= 1.0:
+        raise ValueError(f"capacity_ah must be > 0 and eta in [0.8, 1], got {capacity_ah}, {eta_chg}")
+    i_sign = 0.01 * capacity_ah if i_sign_a is None else float(i_sign_a)
+    curves = ocv.resample(ocv.read_slow_table(ocv_path, i_slow_a), dsoc)
+    temps = curves.temp_c
+    records = [load_csv(p, require_soc_ref=True) for p in drive_paths]
+    rows = []
+    for rec in records:
+        t = dynamic.record_temp_c(rec)
+        hit = np.flatnonzero(np.isclose(temps, t))
+        if hit.size == 0:
+            raise DataError(f"{rec.path}: drive cycle at {t} C but the slow curves are at {temps.tolist()} C only")
+        rows.append(int(hit[0]))
+    if len(set(rows)) != len(rows):
+        raise DataError("two drive records at the same temperature: give one per temperature")
+    fit_t = temps[rows]
+    half_gap = ocv.mid_half_gap(curves)
+    dyn = initial_guess(temps, capacity_ah)
+    fits: list[dynamic.DriveFit] = []
+    for it in range(max(1, iterations)):
+        ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], r_steady(dyn), eta_chg)
+        fits = []
+        for rec, j in zip(records, rows):
+            guess = {k: float(dyn[k][j]) for k in dynamic.PARAM_KEYS}
+            f = dynamic.fit_drive(rec, curves.soc, ocv_v[j], hyst_v[j], guess, capacity_ah, eta_chg, i_sign)
+            log(f"  pass {it + 1}: {Path(rec.path).name} at {f.temp_c:g} C: RMSE {1e3 * f.rmse_v:.2f} mV "
+                f"({f.n_eval} evaluations)")
+            fits.append(f)
+        fitted = {k: np.array([f.values[k] for f in fits]) for k in dynamic.PARAM_KEYS}
+        dyn = temperature.extend(fit_t, fitted, temps, half_gap)
+    ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], r_steady(dyn), eta_chg)
+    prof = Profile(name=name, path=Path(f"{name}.toml"), chemistry=info["chemistry"], capacity_ah=capacity_ah,
+                   eta_chg=eta_chg, limits=limits, soc=curves.soc, temp_c=temps,
+                   tables={"ocv_v": ocv_v, "hyst_v": hyst_v, **dyn}, source=info["source"], i_sign_a=i_sign)
+    p = to_params(prof)
+    scores = [dynamic.score(p, rec, f.values) for rec, f in zip(records, fits)]
+    prof.fit = {
+        "ocv_data": str(ocv_path), "ocv_current_a": i_slow_a, "drive_data": [str(x) for x in drive_paths],
+        "iterations": iterations, "temperature_rule": temperature.RULE_TEXT,
+        "ocv_method": "weighted mean of the slow curves corrected for I*R_ss, m0 and the dynamic hysteresis "
+                      "state (bms/fit/ocv.py), isotonic (non-decreasing) in SOC",
+        "hyst_method": "M = (v_chg - v_dis - 2 m0 - 2 I R_ss) / (h_chg - h_dis) in SOC "
+                       f"{ocv.CORE_SOC[0]}..{ocv.CORE_SOC[1]}, edge values held outside",
+        "rmse_mv": {Path(s.path).name: round(1e3 * s.rmse_v, 3) for s in scores},
+        "max_abs_mv": {Path(s.path).name: round(1e3 * s.max_abs_v, 2) for s in scores},
+    }
+    return FitResult(prof, scores, records)
