@@ -1,0 +1,114 @@
+"""Sensor models of the pack (numba): cell voltage channels of the CMUs, temperature sensors,
+pack current, pack voltage and bus voltage, with noise, quantisation, offset, gain, drift,
+range clamping and injected faults (stuck, open sense wire, extra offset / gain / noise).
+
+Noise comes from the state's own xoshiro256** generator (``st.rng``, four uint64 words seeded
+by :func:`seed_rng`), so a run is reproducible from its seed and independent of any other
+user of numba's global random state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from hil.pack.layout import E_V, PK_IPACK, PK_VBUS, PK_VPACK, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT
+
+_MASK = (1 << 64) - 1
+
+
+def seed_rng(seed: int) -> np.ndarray:
+    """Four xoshiro256** state words from ``seed`` by splitmix64 (never all zero)."""
+    z = seed & _MASK
+    out = np.empty(4, dtype=np.uint64)
+    for k in range(4):
+        z = (z + 0x9E3779B97F4A7C15) & _MASK
+        y = z
+        y = ((y ^ (y >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        y = ((y ^ (y >> 27)) * 0x94D049BB133111EB) & _MASK
+        out[k] = y ^ (y >> 31)
+    return out
+
+
+@nb.njit(cache=True, inline="always")
+def _rotl(v, k):
+    return (v << nb.uint64(k)) | (v >> nb.uint64(64 - k))
+
+
+@nb.njit(cache=True)
+def next_uniform(rng):
+    """Uniform double in (0, 1) from xoshiro256** (Blackman & Vigna), advancing ``rng`` in place."""
+    s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
+    result = _rotl(s1 * nb.uint64(5), 7) * nb.uint64(9)
+    t = s1 << nb.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, 45)
+    rng[0], rng[1], rng[2], rng[3] = s0, s1, s2, s3
+    return ((result >> nb.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+@nb.njit(cache=True)
+def fill_normal(rng, out):
+    """Standard normal numbers into ``out`` by Box-Muller: z = sqrt(-2 ln u1) (cos, sin)(2 pi u2)."""
+    n = out.shape[0]
+    k = 0
+    while k < n:
+        r = math.sqrt(-2.0 * math.log(next_uniform(rng)))
+        phi = 2.0 * math.pi * next_uniform(rng)
+        out[k] = r * math.cos(phi)
+        if k + 1 < n:
+            out[k + 1] = r * math.sin(phi)
+        k += 2
+
+
+@nb.njit(cache=True)
+def sensor_truth(p, f, st):
+    """True values seen by each channel into ``st.truth``: element voltages (an open sense wire w
+    adds its shift to element w-1 and subtracts it from element w), the lagged sensor
+    temperatures, pack current, pack voltage and bus voltage."""
+    ns = p.n_series
+    tr = st.truth
+    for s in range(ns):
+        v = st.elem[s, E_V]
+        if f.wire_open[s + 1] != 0:
+            v += f.wire_shift_v[s + 1]
+        if f.wire_open[s] != 0:
+            v -= f.wire_shift_v[s]
+        tr[s] = v
+    nts = st.ts_temp.shape[0]
+    for k in range(nts):
+        tr[ns + k] = st.ts_temp[k]
+    tr[ns + nts] = st.pk[PK_IPACK]
+    tr[ns + nts + 1] = st.pk[PK_VPACK]
+    tr[ns + nts + 2] = st.pk[PK_VBUS]
+
+
+@nb.njit(cache=True)
+def sample_sensors(p, f, st, dt_since_s):
+    """Measure every channel into ``st.meas``:
+
+        y = clamp(Q(gain (1 + gain_err) x + offset + offset_f + drift + sqrt(sd^2 + sd_f^2) N(0,1)), lo, hi)
+
+    with Q rounding to the quantisation step; drift integrates its rate over ``dt_since_s``
+    (the time since the previous sample); a stuck channel reads its stuck value."""
+    sensor_truth(p, f, st)
+    fill_normal(st.rng, st.noise)
+    sens = p.sens
+    for ch in range(sens.shape[0]):
+        st.drift[ch] += f.sens_drift_per_s[ch] * dt_since_s
+        if f.sens_stuck[ch] != 0:
+            st.meas[ch] = f.sens_stuck_val[ch]
+            continue
+        sd = math.sqrt(sens[ch, S_NOISE] ** 2 + f.sens_noise[ch] ** 2)
+        y = sens[ch, S_GAIN] * (1.0 + f.sens_gain_err[ch]) * st.truth[ch] + sens[ch, S_OFFSET] \
+            + f.sens_offset[ch] + st.drift[ch] + sd * st.noise[ch]
+        qs = sens[ch, S_QUANT]
+        if qs > 0.0:
+            y = math.floor(y / qs + 0.5) * qs
+        st.meas[ch] = min(max(y, sens[ch, S_LO]), sens[ch, S_HI])
