@@ -31,6 +31,9 @@ CAN_MODULES = (
     "drivers/net/can/vcan.ko",
 )
 HALT_GRACE_S = 5.0  # time after the command's deadline for the guest to sync and power off
+# Built-in boot-time benchmarks of RAID/XOR code (btrfs/md only; the guest uses hostfs):
+# skipping them saves about 0.7 s of a ~3 s boot.
+SKIP_INITCALLS = "initcall_blacklist=raid6_select_algo,calibrate_xor_blocks"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -88,7 +91,7 @@ else
     # written so far still reaches the host; the host keeps a hard kill HALT_GRACE_S later.
     setsid env -i /bin/sh "$D/cmd.sh" >"$D/stdout" 2>"$D/stderr" </dev/null &
     cmd=$!
-    (sleep "$left"; kill -TERM -- -$cmd; sleep 1; kill -KILL -- -$cmd) >/dev/null 2>&1 &
+    (sleep "$left"; kill -TERM -$cmd; sleep 1; kill -KILL -$cmd) >/dev/null 2>&1 &
     dog=$!
     wait $cmd
     rc=$?
@@ -124,7 +127,7 @@ def run_in_uml(command: list[str] | str, channels: tuple[str, ...], *, timeout_s
         (workdir / "cmd.sh").write_text(_cmd_script(command, cwd, env))
         umid = workdir.name  # unique per call: no shared ~/.uml state between parallel runs
         argv = [kernel, f"mem={mem_mb}M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/",
-                "rw", "quiet", f"init={workdir / 'init.sh'}", "con=null", "con0=fd:0,fd:1",
+                "rw", "quiet", SKIP_INITCALLS, f"init={workdir / 'init.sh'}", "con=null", "con0=fd:0,fd:1",
                 f"umid={umid}", f"uml_dir={workdir}"]
         with open(workdir / "console.log", "wb") as console:
             run = run_group(argv, timeout_s=timeout_s + HALT_GRACE_S, stdout=console,
