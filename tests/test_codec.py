@@ -190,3 +190,11 @@ def test_unsupported_layouts_fail_at_compile_time():
         FrameCodec(["CMU00_CellV"], slot_order=["CellV_000", "CellV_000"])
     with pytest.raises(ValueError, match="shape"):
         CODEC.decode(np.zeros(2, np.int64), np.zeros((2, 7), np.uint8), CODEC.new_buffers())
+
+
+def test_encode_refuses_unknown_rows():
+    values = np.zeros(CODEC.n_slots)
+    with pytest.raises(IndexError):
+        CODEC.encode(np.array([len(CODEC.messages)]), np.array([0]), values)
+    with pytest.raises(ValueError, match="shape"):
+        CODEC.encode(np.array([0]), np.array([0]), values[:-1])

@@ -153,6 +153,8 @@ def encode_batch(rows, mux_values, values, msg_i, sig_i, sig_mask, sig_f, out_da
     total = 0
     for j in range(rows.shape[0]):
         row = rows[j]
+        if row < 0 or row >= msg_i.shape[0]:
+            raise IndexError("encode_batch: message row out of range")
         mux = mux_values[j] if msg_i[row, M_MUXSIG] >= 0 else np.int64(-1)
         le = np.uint64(0)
         be = np.uint64(0)

@@ -201,8 +201,6 @@ class FrameCodec:
         n = rows.shape[0]
         if values.shape != (self.n_slots,):
             raise ValueError(f"values must have shape ({self.n_slots},), got {values.shape}")
-        if n and (rows.min() < 0 or rows.max() >= len(self.messages)):
-            raise ValueError("rows out of range")
         out = np.zeros((n, 8), np.uint8) if out is None else out
         saturated = np.zeros(n, np.int64) if saturated is None else saturated
         K.encode_batch(rows, mux, values, self.msg_i, self.sig_i, self.sig_mask, self.sig_f, out, saturated)
