@@ -144,6 +144,19 @@ def render(db: Database | None = None, dbc_name: str = "dbc/bms_fil.dbc") -> str
         "- Raw values outside a signal's [min, max] or equal to its INVALID marker are rejected by the BMS decoder "
         "(per-value validity flag, `bms.can.codec`).",
         "",
+        "## Frame design",
+        "",
+        "- CMU board b (0..11) owns three IDs: `CMUbb_CellV` (multiplexer = cell group g 0..3, slots k 0..3 carry "
+        "`CellV_<16b+4g+k>`, 13 bits at 1 mV, 8191 = INVALID), `CMUbb_Temps` (group g 0..1, slots k 0..3 carry "
+        "`Temp_<8b+4g+k>`, 9 bits at 0.5 degC from -40, 511 = INVALID) and `CMUbb_Status` (bleed feedback, board "
+        "temperature, open-wire mask, alive counter). Each board has its own IDs, so no two nodes ever send the same ID.",
+        "- `BMS_Balancing` is multiplexed by board: frame b carries the 16-bit bleed mask `BalMask_CMUbb` (bit k = cell 16b+k).",
+        "- `BMS_CellDiag` repeats every cell voltage (`Diag_CellV_<i>`) and temperature (`Diag_Temp_<i>`) as used by the BMS.",
+        "- `BMS_Faults` / `BMS_Warnings`: `Flt_<NAME>` / `Wrn_<NAME>` at bit position = diagnostic id (bits 0..31 reserved "
+        "for them), `BMS_MaxSeverity`, `BMS_CmuTimeoutMask` (bit b = board b silent).",
+        "- ISENSE and charger messages use Motorola byte order (as the usual sensor and charger protocols do); "
+        "all others are Intel.",
+        "",
         "## E2E protection",
         "",
         "Messages with `<Message>_Counter` and `<Message>_CRC` signals: "
