@@ -1,0 +1,238 @@
+"""SocketCAN harness (hil.socketcan): commands run on a real vcan, on the host kernel or in a
+user-mode Linux guest. The ``socketcan``-marked tests boot a guest on machines without
+SocketCAN (a few seconds each); they are never skipped: missing system packages are
+installed by scripts/install-system-deps.sh."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hil.socketcan import HarnessError, Result, choose_backend, run_on_vcan
+from hil.socketcan._proc import group_members, run_group
+from hil.socketcan.host import run_on_host
+from hil.socketcan.uml import HALT_GRACE_S
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def system_deps():
+    """user-mode-linux, kmod, can-utils, iproute2: installed by the project's script if missing."""
+    done = subprocess.run([str(ROOT / "scripts" / "install-system-deps.sh")],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"install-system-deps.sh failed:\n{done.stderr}"
+
+
+def _live_uml_leftovers() -> list[str]:
+    """Command lines of live UML processes whose harness directory is already removed:
+    anything here outlived its run_on_vcan call (parallel runs still have their directory)."""
+    leftovers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        for arg in cmdline:
+            if arg.startswith("init=") and "bms-vcan-uml-" in arg and state != "Z":
+                if not Path(arg[len("init="):]).parent.exists():
+                    leftovers.append(" ".join(cmdline))
+    return leftovers
+
+
+def _live_with_arg(arg: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and arg in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+RAW_ROUND_TRIP = r"""
+import socket, struct
+fmt = "=IB3x8s"  # struct can_frame: id, dlc, pad, data
+tx = socket.socket(socket.AF_CAN, socket.SOCK_RAW, socket.CAN_RAW)
+rx = socket.socket(socket.AF_CAN, socket.SOCK_RAW, socket.CAN_RAW)
+tx.bind(("vcan0",)); rx.bind(("vcan0",)); rx.settimeout(10)
+rx.setsockopt(socket.SOL_CAN_RAW, socket.CAN_RAW_FILTER, struct.pack("=II", 0x123, 0x7FF))
+tx.send(struct.pack(fmt, 0x123, 4, bytes.fromhex("deadbeef")))
+can_id, dlc, data = struct.unpack(fmt, rx.recv(16))
+print(f"received {can_id:#05x} {data[:dlc].hex()}")
+"""
+
+
+@pytest.mark.socketcan
+def test_raw_af_can_round_trip_on_vcan0():
+    result = run_on_vcan([sys.executable, "-c", RAW_ROUND_TRIP], timeout_s=TIMEOUT_S)
+    assert isinstance(result, Result)
+    assert result.backend in ("host", "uml")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "received 0x123 deadbeef\n"
+    assert not result.timed_out and 0 <= result.startup_s <= result.elapsed_s
+
+
+@pytest.mark.socketcan
+def test_exit_code_stderr_env_cwd_and_channels_come_back(tmp_path):
+    (tmp_path / "marker.txt").write_text("found by relative path\n")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BMS_MARK": "a b 'c' $d"}
+    result = run_on_vcan(
+        'cat marker.txt; echo "$BMS_MARK"; pwd; ip -br link show type vcan | cut -d" " -f1 | sort;'
+        ' echo oops >&2; exit 42',
+        channels=("vcan0", "can_fd1"), env=env, cwd=tmp_path, timeout_s=TIMEOUT_S)
+    assert result.returncode == 42 and not result.timed_out
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["found by relative path", "a b 'c' $d", str(tmp_path)]
+    assert {"vcan0", "can_fd1"} <= set(lines[3:])
+    assert result.stderr == "oops\n"
+    assert result.output == result.stdout + result.stderr
+
+
+@pytest.mark.socketcan
+def test_command_past_the_deadline_is_killed_and_reported_as_timed_out():
+    token = "987.6543"  # unique argument: find the sleeper if it survived (host backend)
+    timeout_s = 5.0
+    t0 = time.monotonic()
+    result = run_on_vcan(f"echo started; sleep {token}; echo never", timeout_s=timeout_s)
+    wall_s = time.monotonic() - t0
+    assert result.timed_out and result.returncode is None
+    assert "never" not in result.stdout
+    assert wall_s <= timeout_s + HALT_GRACE_S + 2.0
+    assert _live_uml_leftovers() == []
+    assert _live_with_arg(token) == []
+
+
+@pytest.mark.socketcan
+def test_python_can_socketcan_bus_round_trip():
+    code = """
+import can
+with can.Bus(interface="socketcan", channel="vcan0") as tx, \\
+     can.Bus(interface="socketcan", channel="vcan0") as rx:
+    tx.send(can.Message(arbitration_id=0x18FF50E5, is_extended_id=True, data=[1, 2, 3, 250]))
+    msg = rx.recv(timeout=10)
+    print(hex(msg.arbitration_id), msg.is_extended_id, msg.data.hex(), msg.channel)
+"""
+    result = run_on_vcan([sys.executable, "-c", code], timeout_s=TIMEOUT_S)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "0x18ff50e5 True 010203fa vcan0\n"
+
+
+@pytest.mark.socketcan
+def test_cansend_frame_is_captured_by_candump_log(tmp_path):
+    # cansend repeats until candump (-n 1) has logged one frame: no race with candump's bind
+    script = ("candump -L -n 1 vcan0 > dump.log & dump=$!; "
+              "while kill -0 $dump 2>/dev/null; do cansend vcan0 123#DEADBEEF; sleep 0.2; done; "
+              "wait $dump; cat dump.log")
+    result = run_on_vcan(script, cwd=tmp_path, timeout_s=TIMEOUT_S)
+    assert result.returncode == 0, result.output
+    assert re.fullmatch(r"\(\d+\.\d{6}\) vcan0 123#DEADBEEF\n", result.stdout)
+    assert (tmp_path / "dump.log").read_text() == result.stdout  # written through to the host
+
+
+@pytest.mark.socketcan
+def test_parallel_runs_have_separate_buses(tmp_path):
+    """Two runs at once: each sees only its own frames (separate guests, or, on a shared host
+    vcan, the ID filter in candump)."""
+    results: dict[str, tuple[float, float, Result]] = {}
+
+    def one(can_id: str) -> None:
+        t0 = time.monotonic()
+        script = (f"candump -L -T 2500 vcan0 > dump.log & sleep 1; cansend vcan0 {can_id}#01; "
+                  "wait; cut -d' ' -f3 dump.log")
+        work = tmp_path / can_id
+        work.mkdir()
+        r = run_on_vcan(script, cwd=work, timeout_s=TIMEOUT_S)
+        results[can_id] = (t0, time.monotonic(), r)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in ("101", "202")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (a0, a1, ra), (b0, b1, rb) = results["101"], results["202"]
+    assert max(a0, b0) < min(a1, b1)  # they really overlapped
+    if ra.backend == "uml":
+        assert (ra.stdout, rb.stdout) == ("101#01\n", "202#01\n")
+    else:  # one host vcan0 is shared: the other run's frame may appear too
+        assert "101#01" in ra.stdout and "202#01" in rb.stdout
+    assert ra.returncode == rb.returncode == 0
+
+
+@pytest.mark.socketcan
+def test_bms_vcan_cli_exits_with_the_inner_code(capsys):
+    from bms.cli import main
+
+    rc = main(["vcan", "-v", "--", "sh", "-c", "ip -br link show vcan0 | cut -d' ' -f1; exit 5"])
+    out, err = capsys.readouterr()
+    assert rc == 5
+    assert out == "vcan0\n"
+    assert re.search(r"bms vcan: backend (host|uml), exit 5, [\d.]+ s", err)
+
+
+# ---- no guest needed -------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"command": []}, "empty command"),
+    ({"command": "  "}, "empty shell command"),
+    ({"command": "true", "channels": ()}, "at least one channel"),
+    ({"command": "true", "channels": ("vcan0; reboot",)}, "invalid interface name"),
+    ({"command": "true", "channels": ("a" * 16,)}, "invalid interface name"),
+    ({"command": "true", "timeout_s": 0}, "timeout_s must be > 0"),
+    ({"command": "true", "backend": "docker"}, "backend must be one of"),
+    ({"command": "true", "cwd": "/nonexistent/dir"}, "cwd is not a directory"),
+])
+def test_bad_arguments_are_rejected_before_anything_runs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_on_vcan(**kwargs)
+
+
+def test_forced_host_backend_is_either_usable_or_explains_the_laptop_setup():
+    try:
+        assert choose_backend(("vcan0",), "host") == "host"
+    except HarnessError as exc:
+        assert "sudo modprobe vcan; sudo ip link add dev vcan0 type vcan" in str(exc)
+    assert choose_backend(("vcan0",), "uml") == "uml"
+
+
+def test_host_runner_reports_exit_codes_signals_and_missing_programs(tmp_path):
+    env = {"PATH": "/usr/bin:/bin"}
+    r = run_on_host("echo out; echo err >&2; exit 3", timeout_s=10, env=env, cwd=str(tmp_path))
+    assert (r["returncode"], r["stdout"], r["stderr"], r["timed_out"]) == (3, "out\n", "err\n", False)
+    r = run_on_host(["sh", "-c", "kill -TERM $$"], timeout_s=10, env=env, cwd=str(tmp_path))
+    assert r["returncode"] == 128 + 15
+    r = run_on_host(["/nonexistent/prog"], timeout_s=10, env=env, cwd=str(tmp_path))
+    assert r["returncode"] == 127 and "No such file" in r["stderr"]
+
+
+def test_process_group_is_killed_at_the_deadline_children_included():
+    token = "876.5432"
+    t0 = time.monotonic()
+    # the shell backgrounds a child in the same group, then blocks: both must die
+    run = run_group(["sh", "-c", f"sleep {token} & sleep {token}"], timeout_s=0.5,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert run.killed_at_deadline and run.returncode is None
+    assert time.monotonic() - t0 < 5
+    assert _live_with_arg(token) == []
+
+
+def test_group_helpers_leave_nothing_after_a_normal_exit():
+    token = "765.4321"
+    # the leader exits at once, leaving a background child in its group: it is killed too
+    run = run_group(["sh", "-c", f"sleep {token} & exit 0"], timeout_s=10,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert run.returncode == 0 and not run.killed_at_deadline
+    assert _live_with_arg(token) == []
+    assert group_members(2**22 + 12345) == []  # no such group
