@@ -96,3 +96,25 @@ def test_non_protected_message_is_refused():
         E2ESpec.from_message(dbc.message("CMU00_CellV"))
     with pytest.raises(ValueError, match="expected 8"):
         SPECS[0].protect(b"\0" * 7)
+
+
+def test_codec_cycle_protected_in_one_batch():
+    """Encode a BMS cycle with the codec, protect it in one call, and cantools sees the right CRC bytes."""
+    from bms.can.codec import FrameCodec
+    from bms.can.e2e import batch_arrays
+
+    codec = FrameCodec([m for m in dbc.database().messages if m.senders == ["BMS"]])
+    rows, mux, _ = codec.cycle_plan(["BMS_State", "BMS_Balancing", "BMS_Pack"])
+    data, _ = codec.encode(rows, mux, np.zeros(codec.n_slots))
+    before = data.copy()
+    ids, crc_bytes, lengths = (a[rows] for a in batch_arrays(codec.messages))
+    protect_batch(data, ids, crc_bytes, lengths)
+    ok = np.zeros(len(rows), np.bool_)
+    assert check_batch(data, ids, crc_bytes, lengths, ok) == 0 and ok.all()
+    for j, r in enumerate(rows):
+        msg = codec.messages[r]
+        if msg.name == "BMS_Balancing":
+            assert bytes(data[j]) == bytes(before[j])  # not protected: untouched
+        else:
+            assert E2ESpec.from_message(msg).check(bytes(data[j]))
+            assert msg.decode(bytes(data[j]))[f"{msg.name}_CRC"] == data[j, 7]

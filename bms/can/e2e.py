@@ -82,17 +82,22 @@ def frame_crc(payload: np.ndarray, data_id: int, crc_byte: int, length: int) -> 
 
 @nb.njit(cache=True)
 def protect_batch(data: np.ndarray, data_ids: np.ndarray, crc_bytes: np.ndarray, lengths: np.ndarray) -> None:
-    """Write the E2E CRC into each frame: data[j, crc_bytes[j]] = frame_crc(data[j], data_ids[j], ...)."""
+    """Write the E2E CRC into each frame: data[j, crc_bytes[j]] = frame_crc(data[j], data_ids[j], ...); crc_bytes[j] < 0: unprotected, untouched."""
     for j in range(data.shape[0]):
+        if crc_bytes[j] < 0:
+            continue
         data[j, crc_bytes[j]] = np.uint8(frame_crc(data[j], data_ids[j], crc_bytes[j], lengths[j]))
 
 
 @nb.njit(cache=True)
 def check_batch(data: np.ndarray, data_ids: np.ndarray, crc_bytes: np.ndarray, lengths: np.ndarray,
                 crc_ok: np.ndarray) -> int:
-    """crc_ok[j] = (data[j, crc_byte] == frame_crc(data[j], ...)); returns the number of failed frames."""
+    """crc_ok[j] = (data[j, crc_byte] == frame_crc(data[j], ...)) (True if crc_bytes[j] < 0); returns the failures."""
     bad = 0
     for j in range(data.shape[0]):
+        if crc_bytes[j] < 0:
+            crc_ok[j] = True
+            continue
         ok = data[j, crc_bytes[j]] == frame_crc(data[j], data_ids[j], crc_bytes[j], lengths[j])
         crc_ok[j] = ok
         if not ok:
@@ -150,3 +155,21 @@ class E2ESpec:
     def check(self, payload: bytes) -> bool:
         """True if the length and the CRC byte are right."""
         return len(payload) == self.length and payload[self.crc_byte] == self.crc(payload)
+
+
+def batch_arrays(messages: "list[Message] | tuple[Message, ...]") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(data_ids, crc_bytes, lengths)`` per message for :func:`protect_batch` / :func:`check_batch`.
+
+    Index the result with a codec's frame rows (``arrays[0][rows]``...); unprotected messages get
+    crc_byte -1 and are skipped by the kernels.
+    """
+    n = len(messages)
+    ids = np.zeros(n, np.int64)
+    crc_bytes = np.full(n, -1, np.int64)
+    lengths = np.zeros(n, np.int64)
+    for i, m in enumerate(messages):
+        lengths[i] = m.length
+        if e2e_signals(m) is not None:
+            spec = E2ESpec.from_message(m)
+            ids[i], crc_bytes[i] = spec.data_id, spec.crc_byte
+    return ids, crc_bytes, lengths
