@@ -9,12 +9,19 @@ Time update over ``dt`` with the previous sample's current held (exact ZOH, as b
     vj' = aj vj + Rj (1 - aj)(i - b),           aj = exp(-dt / tau_j(T))
     h'  = Ah h + (1 - Ah) sgn(i - b),          Ah = exp(-gamma(T) |i - b| dt / (3600 Q))
     b'  = b
-    P'  = F P F^T + Qd,  F = d f / d xf,  Qd = diag(qz, qv, qv2, qh, qb) * dt
+    P'  = F P F^T + Qd,  F = d f / d xf,  Qd = diag(qz + qa * g, qv, qv2, qh, qb) * dt
+
+where ``g = max(0, e^2 / r_v - 1)`` and ``e`` is the innovation averaged over ``tau_e``
+(e' = e + (innovation - e) dt / tau_e): a voltage disagreement that persists, which white
+measurement noise cannot produce, re-opens the SOC uncertainty (adaptive process noise), so
+a wrong SOC is corrected in minutes instead of hours while a consistent model keeps qz small.
 
 Measurement update with the current sample::
 
     y  = OCV(z,T) + M(z,T) h + M0(T) s + v1 + v2 + R0(T) (i_k - b)
-    H  = [dOCV/dz + dM/dz h, 1, 1, M, -R0]
+    H  = [dOCV/dz + dM/dz h, 1, 1, M, 0]
+         (the offset's direct effect R0 b is below a millivolt: the offset is learned from the
+         charge balance through F, never from load-voltage mismatch)
     S  = H P H^T + r,   r = r_v, or r_rest once rested longer than rest_s (OCV recalibration:
          the relaxed voltage is trusted more; the hysteresis term keeps it hysteresis-aware)
     K  = P H^T / S,   xf += K (v_k - y),   P -= K K^T S  (computed symmetric, diagonal floored)
@@ -33,8 +40,8 @@ import numba as nb
 from bms.model import interp_t, interp_ts, soc_index, temp_index
 from bms.soc.layout import (
     FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD,
-    IBIAS, ICAP, IFLAGS, IH, IIHOLD, INHELD, IRECAL, IREST, IS, ITHOLD, IV1, IV2, IVHOLD, IZ,
-    NP, T_BIAS_MAX, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_REST_I, T_REST_S, T_RREST, T_RV,
+    IBIAS, ICAP, IEBAR, IFLAGS, IH, IIHOLD, INHELD, IRECAL, IREST, IS, ITHOLD, IV1, IV2, IVHOLD, IZ,
+    NP, T_BIAS_MAX, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_TAU_E, T_REST_S, T_RREST, T_RV,
 )
 
 P_FLOOR = 1e-14
@@ -122,7 +129,9 @@ def ekf_cell(p, tune, x, P, i_meas, v_meas, temp_c, v_ok, dt_s):
     for r in range(NP):
         for c in range(r):
             P[r, c] = P[c, r]
-    P[0, 0] += tune[T_QZ] * dt_s
+    eb = x[IEBAR]
+    g = eb * eb / tune[T_RV] - 1.0
+    P[0, 0] += (tune[T_QZ] + (tune[T_QZ_ADAPT] * g if g > 0.0 else 0.0)) * dt_s
     P[1, 1] += tune[T_QV] * dt_s
     P[2, 2] += tune[T_QV2] * dt_s
     P[3, 3] += tune[T_QH] * dt_s
@@ -142,13 +151,16 @@ def ekf_cell(p, tune, x, P, i_meas, v_meas, temp_c, v_ok, dt_s):
         m, dm = interp_ts(p.hyst_v, j, wt, k, ws)
         r0 = interp_t(p.r0_chg_ohm, j, wt) if i_true > 0.0 else interp_t(p.r0_dis_ohm, j, wt)
         y = ocv + m * x[IH] + interp_t(p.m0_v, j, wt) * x[IS] + x[IV1] + x[IV2] + r0 * i_true
-        hv = ((docv + dm * x[IH]) / p.dsoc, 1.0, 1.0, m, -r0)
+        hv = ((docv + dm * x[IH]) / p.dsoc, 1.0, 1.0, m, 0.0)
         ph = (_row_dot(P, 0, hv), _row_dot(P, 1, hv), _row_dot(P, 2, hv), _row_dot(P, 3, hv),
               _row_dot(P, 4, hv))
         s = tune[T_RREST] if rested else tune[T_RV]
         for r in range(NP):
             s += hv[r] * ph[r]
-        gain = (v_now - y) / s
+        innov = v_now - y
+        if tune[T_TAU_E] > 0.0:
+            x[IEBAR] += (innov - x[IEBAR]) * min(dt_s / tune[T_TAU_E], 1.0)
+        gain = innov / s
         x[IZ] += ph[0] * gain
         x[IV1] += ph[1] * gain
         x[IV2] += ph[2] * gain

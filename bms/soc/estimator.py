@@ -23,7 +23,7 @@ from bms.soc.cc import cc_cell
 from bms.soc.ekf import ekf_cell
 from bms.soc.layout import (
     IBIAS, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
-    T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_REST_I, T_REST_S,
+    T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_TAU_E,
     T_RREST, T_RV,
 )
 from bms.soc.ocv import soc_from_rest_voltage
@@ -51,14 +51,16 @@ TUNING_DEFAULTS = {
     "q_rc2_v2_per_s": 1e-9,  # RC2 voltage random walk (V^2/s)
     "q_hyst_per_s": 1e-6,  # hysteresis-state random walk (1/s)
     "q_bias_a2_per_s": 1e-7,  # current-offset random walk (A^2/s)
-    "r_v2": 2.5e-5,  # measurement variance under load (V^2): model error dominates
+    "r_v2": 1e-4,  # measurement variance under load (V^2): correlated model error dominates
     "rest_i_c": 0.002,  # rest when |i| < this C-rate
     "rest_s": 600.0,  # rest time before the voltage counts as relaxed (s)
     "r_rest_v2": 4e-6,  # measurement variance of a relaxed voltage (V^2)
     "bias_max_c": 0.05,  # current-offset bound as a C-rate
-    "p0_soc": 0.02**2,  # initial SOC variance when initialised from a known SOC
+    "p0_soc": 0.2**2,  # SOC variance when initialised from a stored or assumed SOC
     "p0_hyst": 0.5,  # initial hysteresis variance
     "p0_bias_c": 0.01,  # initial offset standard deviation as a C-rate
+    "q_soc_adapt_per_s": 0.0,  # extra SOC noise per unit of persistent innovation excess (1/s)
+    "tau_innov_s": 300.0,  # averaging time of the innovation for the adaptation (s)
 }
 TUNING_KEYS = tuple(TUNING_DEFAULTS)
 
@@ -87,6 +89,8 @@ def tuning_vector(p: CellParams, **overrides: float) -> np.ndarray:
     tune[T_P0Z] = t["p0_soc"]
     tune[T_P0H] = t["p0_hyst"]
     tune[T_P0B] = (t["p0_bias_c"] * q) ** 2
+    tune[T_QZ_ADAPT] = t["q_soc_adapt_per_s"]
+    tune[T_TAU_E] = t["tau_innov_s"]
     return tune
 
 

@@ -19,6 +19,7 @@ Estimator state ``x`` (n, NXE):
  11   CAP_AH     capacity used by the estimator (Ah)
  12   N_HELD     number of samples held because they were not finite or not valid
  13   RECAL      1 once the current rest has been used for an OCV recalibration
+ 14   E_BAR      exponentially weighted mean of the voltage innovation (V)
 ====  =========  ====================================================================
 
 Covariance ``P`` (n, NP, NP) over the filtered states [Z, V1, V2, H, BIAS].
@@ -26,8 +27,8 @@ Covariance ``P`` (n, NP, NP) over the filtered states [Z, V1, V2, H, BIAS].
 Tuning ``tune`` (NT,): see the T_* indices.
 """
 
-IZ, IV1, IV2, IH, IS, IBIAS, IREST, IFLAGS, IIHOLD, ITHOLD, IVHOLD, ICAP, INHELD, IRECAL = range(14)
-NXE = 14
+IZ, IV1, IV2, IH, IS, IBIAS, IREST, IFLAGS, IIHOLD, ITHOLD, IVHOLD, ICAP, INHELD, IRECAL, IEBAR = range(15)
+NXE = 15
 NP = 5
 PZ, PV1, PV2, PH, PB = range(5)
 
@@ -39,5 +40,5 @@ FLAG_SOC_CLAMPED = 16  # SOC estimate hit 0 or 1 and was clamped
 
 # tuning vector indices
 (T_QZ, T_QV, T_QH, T_QB, T_RV, T_REST_I, T_REST_S, T_RREST, T_BIAS_MAX, T_P0Z, T_P0H, T_P0B,
- T_QV2) = range(13)
-NT = 13
+ T_QV2, T_QZ_ADAPT, T_TAU_E) = range(15)
+NT = 15

@@ -1,0 +1,78 @@
+"""Bad configuration and bad data files fail with messages naming file, key/column and range."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from bms.config import ConfigError
+from bms.labdata import DataError, load_csv
+from bms.profile import PROFILE_DIR, load_profile
+
+
+def _shipped_text():
+    return (PROFILE_DIR / "winston_lfp100.toml").read_text()
+
+
+def test_profile_missing_key_names_file_and_key(tmp_path):
+    text = _shipped_text()
+    lines = [ln for ln in text.splitlines() if not ln.startswith("capacity_ah")]
+    f = tmp_path / "bad.toml"
+    f.write_text("\n".join(lines))
+    with pytest.raises(ConfigError) as exc:
+        load_profile(f)
+    msg = str(exc.value)
+    assert str(f) in msg and "cell.capacity_ah" in msg and "missing" in msg
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("capacity_ah", "-5.0", "(0.0, 10000.0]"),
+    ("coulombic_efficiency", "1.5", "[0.8, 1.0]"),
+    ("v_max_v", "\"high\"", "[2.0, 5.0]"),
+])
+def test_profile_out_of_range_names_range(tmp_path, key, value, fragment):
+    out = []
+    for ln in _shipped_text().splitlines():
+        out.append(f"{key} = {value}" if ln.startswith(f"{key} =") else ln)
+    f = tmp_path / "bad.toml"
+    f.write_text("\n".join(out))
+    with pytest.raises(ConfigError) as exc:
+        load_profile(f)
+    msg = str(exc.value)
+    assert str(f) in msg and key in msg and fragment in msg
+
+
+def test_profile_table_shape_and_range_checked(tmp_path):
+    text = _shipped_text().replace("r0_dis_ohm = [", "r0_dis_ohm = [-1.0, ", 1)
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_profile(f)
+    assert "tables.r0_dis_ohm" in str(exc.value)
+
+
+def test_unknown_profile_lists_shipped():
+    with pytest.raises(FileNotFoundError, match="winston_lfp100"):
+        load_profile("no_such_cell")
+
+
+def test_csv_missing_columns(tmp_path):
+    f = tmp_path / "x.csv"
+    f.write_text("time_s,current_a\n0,1\n1,2\n")
+    with pytest.raises(DataError, match="missing column.*voltage_v.*temperature_c"):
+        load_csv(f)
+
+
+def test_csv_non_monotonic_time(tmp_path):
+    f = tmp_path / "x.csv.gz"
+    f.write_bytes(gzip.compress(b"time_s,current_a,voltage_v,temperature_c\n0,0,3.3,25\n1,0,3.3,25\n1,0,3.3,25\n"))
+    with pytest.raises(DataError, match="not strictly increasing at row 4"):
+        load_csv(f)
+
+
+def test_csv_requires_soc_ref_when_scoring(tmp_path):
+    f = tmp_path / "x.csv"
+    f.write_text("time_s,current_a,voltage_v,temperature_c\n0,0,3.3,25\n1,0,3.3,25\n")
+    assert len(load_csv(f)) == 2
+    with pytest.raises(DataError, match="soc_ref"):
+        load_csv(f, require_soc_ref=True)

@@ -1,0 +1,142 @@
+"""Invariants of the SOC estimators (hypothesis) and their reaction to bad samples."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bms.model import initial_state, simulate
+from bms.soc import estimator as E
+from bms.soc.layout import FLAG_I_HELD, FLAG_T_HELD, FLAG_V_HELD, IBIAS, IFLAGS, IH, INHELD, IZ
+from bms.soc.pack import PS_DISPLAY, PS_MAX, PS_MEAN, PS_MIN, pack_soc_step
+
+samples = st.lists(
+    st.tuples(st.floats(-400, 300), st.floats(2.5, 3.8), st.floats(-30, 60)), min_size=1, max_size=120)
+
+
+@pytest.mark.parametrize("kind", [E.EST_EKF, E.EST_CC])
+@given(seq=samples, z0=st.floats(0, 1), dt=st.floats(0.01, 10))
+def test_covariance_spd_and_soc_bounded(winston, kind, seq, z0, dt):
+    p = winston.params
+    tune = E.default_tuning(kind, p)
+    x, P = E.new_state(3, p, tune)
+    E.init_at_soc(p, tune, x, P, z0, 25.0)
+    ok = np.ones(3, dtype=np.bool_)
+    for i_a, v, t in seq:
+        E.soc_step(kind, p, tune, x, P, i_a, np.array([v, v + 0.01, v - 0.01]), np.full(3, t), ok, dt)
+        assert np.all((x[:, IZ] >= 0) & (x[:, IZ] <= 1))
+        assert np.all(np.abs(x[:, IH]) <= 1)
+        if kind == E.EST_EKF:
+            assert np.allclose(P, np.transpose(P, (0, 2, 1)), rtol=0, atol=0)
+            for c in range(3):
+                np.linalg.cholesky(P[c])  # raises if not positive definite
+
+
+@given(bad=st.sampled_from([math.nan, math.inf, -math.inf]), which=st.sampled_from(["v", "i", "t", "valid"]))
+def test_non_finite_samples_never_reach_the_state(winston, bad, which):
+    p = winston.params
+    tune = E.default_tuning(E.EST_EKF, p)
+    x, P = E.new_state(1, p, tune)
+    E.init_at_soc(p, tune, x, P, 0.6, 25.0)
+    ok = np.ones(1, dtype=np.bool_)
+    E.soc_step(E.EST_EKF, p, tune, x, P, -20.0, np.array([3.28]), np.array([25.0]), ok, 1.0)
+    v, i, t = np.array([3.27]), -20.0, np.array([25.0])
+    if which == "v":
+        v[0] = bad
+    elif which == "i":
+        i = bad
+    elif which == "t":
+        t[0] = bad
+    else:
+        ok[0] = False
+    E.soc_step(E.EST_EKF, p, tune, x, P, i, v, t, ok, 1.0)
+    assert np.all(np.isfinite(x)) and np.all(np.isfinite(P))
+    flag = {"v": FLAG_V_HELD, "valid": FLAG_V_HELD, "i": FLAG_I_HELD, "t": FLAG_T_HELD}[which]
+    assert int(x[0, IFLAGS]) & flag
+    assert x[0, INHELD] == 1
+
+
+def test_coulomb_counting_conserves_charge(winston):
+    """Without rests (no recalibration) the CC estimate is exactly the charge balance."""
+    p = winston.params
+    tune = E.tuning_vector(p, rest_s=1e12)
+    rng = np.random.default_rng(1)
+    i = rng.uniform(-150, 60, 5000)
+    x, P = E.new_state(1, p, tune)
+    E.init_at_soc(p, tune, x, P, 0.7, 25.0)
+    ok = np.ones(1, dtype=np.bool_)
+    for ik in i:
+        E.soc_step(E.EST_CC, p, tune, x, P, ik, np.array([3.3]), np.array([25.0]), ok, 1.0)
+    # sample k's current acts over the following interval: the last one is not integrated yet
+    used = i[:-1]
+    expect = 0.7 + np.sum(np.where(used > 0, p.eta_chg * used, used)) / (3600 * p.capacity_ah)
+    assert x[0, IZ] == pytest.approx(expect, abs=1e-12)
+
+
+def _model_data(p, z0, n, seed, offset_a=0.0, noise_v=0.002):
+    rng = np.random.default_rng(seed)
+    blocks = rng.choice([-120.0, -40.0, 0.0, 40.0, 60.0], size=n // 60 + 1)  # mean -12 A: stays in range
+    i = np.repeat(blocks, 60)[:n] + rng.normal(0, 3, n)
+    v, z = simulate(p, initial_state(1, z0, h=-1.0)[0], i, np.full(n, 25.0), 1.0)
+    return i + offset_a, v + rng.normal(0, noise_v, n), z
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ekf_converges_from_wrong_start_on_model_data(winston, seed):
+    p = winston.params
+    n = 4 * 3600
+    i, v, z = _model_data(p, 0.75, n, seed)  # truth on the upper OCV plateau
+    tune = E.default_tuning(E.EST_EKF, p)
+    x, P = E.new_state(1, p, tune)
+    E.init_at_soc(p, tune, x, P, z[0] - 0.2, 25.0)  # estimate on the lower plateau
+    ok = np.ones(1, dtype=np.bool_)
+    err = np.empty(n)
+    for k in range(n):
+        E.soc_step(E.EST_EKF, p, tune, x, P, i[k], v[k:k + 1], np.array([25.0]), ok, 1.0 if k else 0.0)
+        err[k] = x[0, IZ] - z[k]
+    assert np.max(np.abs(err[:60])) > 0.05  # the wrong start is visible at first
+    assert np.max(np.abs(err[-3600:])) < 0.02
+
+
+def test_ekf_estimates_current_offset_on_model_data(winston):
+    p = winston.params
+    n = 6 * 3600
+    i, v, z = _model_data(p, 0.95, n, 3, offset_a=1.0)
+    tune = E.default_tuning(E.EST_EKF, p)
+    x, P = E.new_state(1, p, tune)
+    E.init_at_soc(p, tune, x, P, z[0], 25.0)
+    ok = np.ones(1, dtype=np.bool_)
+    for k in range(n):
+        E.soc_step(E.EST_EKF, p, tune, x, P, i[k], v[k:k + 1], np.array([25.0]), ok, 1.0 if k else 0.0)
+    # coulomb counting alone would be off by 1 A * 6 h = 5.5 % of capacity
+    assert abs(x[0, IZ] - z[-1]) < 0.02
+    assert x[0, IBIAS] == pytest.approx(1.0, abs=0.5)
+
+
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=16), st.floats(0, 1), st.floats(0, 1))
+def test_pack_display_never_jumps(cells, shift, frac):
+    z = np.asarray(cells)
+    disp = np.array([-1.0])
+    out = np.empty(4)
+    pack_soc_step(z, 0.0, 100.0, 1.0, 1e-4, 2.0, 0.2, disp, out)
+    assert out[PS_MIN] <= out[PS_MEAN] <= out[PS_MAX]
+    first = out[PS_DISPLAY]
+    z2 = np.clip(z + shift * frac - 0.5 * shift, 0, 1)  # a filter correction moves every cell
+    pack_soc_step(z2, -50.0, 100.0, 1.0, 1e-4, 2.0, 0.2, disp, out)
+    assert abs(out[PS_DISPLAY] - first) <= 1e-4 + 2.0 * 50.0 / 360000.0 + 1e-12
+    assert out[PS_DISPLAY] <= first + 1e-12  # never rises while discharging
+
+
+def test_pack_display_reaches_limits():
+    disp = np.array([-1.0])
+    out = np.empty(4)
+    z = np.array([0.2, 0.25, 0.3])
+    pack_soc_step(z, 0.0, 100.0, 1.0, 1e-4, 2.0, 0.2, disp, out)
+    for _ in range(20000):  # discharge at 1C until the weakest cell is empty
+        z = np.maximum(z - 100.0 / 360000.0, 0.0)
+        pack_soc_step(z, -100.0, 100.0, 1.0, 1e-4, 2.0, 0.2, disp, out)
+        if z.min() == 0.0:
+            break
+    assert out[PS_DISPLAY] == pytest.approx(0.0, abs=1e-3)
