@@ -1,0 +1,234 @@
+"""The firmware step: estimation, diagnostics, state machine, balancing and limits in one
+compiled call per task period.
+
+    from bms import core
+    prm = load_pack("heavy_duty_192s").params()
+    st, inp = core.new_state(prm), core.new_inputs(prm)
+    ... fill inp from decoded frames ...
+    core.initialise(st, prm, inp)          # once, SOC from the rested voltages (unless restored)
+    core.step(st, inp, prm, dt_s)          # every task period; outputs in st.out / st.bleed
+
+Array layouts (Inputs, State, outputs Y_*, parameters P_*): :mod:`bms.layout`.
+Persistent state (deep-discharge and other persistent latches, fault memory, SOC, capacity)
+is saved with :func:`save_state` and restored with :func:`load_state`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+
+from bms import layout as L
+from bms.balancing import balance_step
+from bms.contactors import MAINS, contactor_step
+from bms.diag import evaluate, isense_fresh, measure, vcu_fresh
+from bms.diag_table import FAULTS, NF, NQ
+from bms.layout import Inputs, State
+from bms.limits import limits_step
+from bms.pack import PackParams
+from bms.soc import estimator
+from bms.soc.layout import ICAP, IZ
+from bms.soc.pack import pack_soc_step
+
+STATE_FORMAT = 1
+SOC_DISPLAY_K_RATE = 1.5  # displayed SOC may move 1.5x as fast as the coulomb rate
+
+
+@nb.njit(cache=True)
+def cell_temperatures(inp, st, prm):
+    """Temperature of each cell for the estimator: its nearest plausible sensor, else the mean
+    of its board's plausible sensors, else the pack mean; NaN (held by the estimator) if none."""
+    acc, k = 0.0, 0
+    for j in range(inp.temp_c.shape[0]):
+        if st.temp_ok[j]:
+            acc += inp.temp_c[j]
+            k += 1
+    pack_mean = acc / k if k > 0 else math.nan
+    for c in range(st.cell_t_c.shape[0]):
+        j = prm.temp_of_cell[c]
+        if st.temp_ok[j]:
+            st.cell_t_c[c] = inp.temp_c[j]
+            continue
+        b = prm.board_of_cell[c]
+        acc, k = 0.0, 0
+        for jj in range(prm.temp_start[b], prm.temp_start[b + 1]):
+            if st.temp_ok[jj]:
+                acc += inp.temp_c[jj]
+                k += 1
+        st.cell_t_c[c] = acc / k if k > 0 else pack_mean
+
+
+@nb.njit(cache=True)
+def _estimate(st, inp, prm, dt_s, i_cell):
+    """Multi-rate SOC estimation: accumulate the cell current and voltages of every fresh step;
+    once ``estimator_period_s`` is reached run the estimator with the period's means (a cell
+    stale at any sample of the period is passed as invalid, i.e. held)."""
+    s = st.s
+    if s[L.S_EST_T_S] == 0.0:
+        st.est_v_acc[:] = 0.0
+        st.est_ok[:] = True
+    s[L.S_EST_T_S] += dt_s
+    s[L.S_EST_Q_AS] += i_cell * dt_s
+    for c in range(st.est_v_acc.shape[0]):
+        st.est_v_acc[c] += inp.cell_v[c] * dt_s
+        st.est_ok[c] = st.est_ok[c] and st.cell_ok[c]
+    t = s[L.S_EST_T_S]
+    if t >= prm.pp[L.P_EST_PERIOD_S] - 1e-9:
+        for c in range(st.est_v_acc.shape[0]):
+            st.est_v_acc[c] /= t
+        estimator.soc_step(prm.est_kind, prm.cell, prm.tune, st.x, st.P, s[L.S_EST_Q_AS] / t, st.est_v_acc,
+                           st.cell_t_c, st.est_ok, t)
+        s[L.S_EST_T_S], s[L.S_EST_Q_AS] = 0.0, 0.0
+
+
+@nb.njit(cache=True)
+def step(st, inp, prm, dt_s):
+    """One task period of the firmware (no allocation, no I/O):
+
+    1. reset-request edge; 2. measurement quantities and freshness (bms.diag.measure);
+    3. per-cell SOC estimator (bms.soc) on its slower period with the period's mean cell current
+    I_pack / n_parallel and voltages (paused while the current is stale); pack SOC min / mean / max / display; 4. fault table
+    (bms.diag.evaluate); 5. state machine and contactors; 6. balancing; 7. limits.
+    Outputs are written to ``st.out`` (Y_*) and ``st.bleed``."""
+    s, u, pp, out = st.s, inp.u, prm.pp, st.out
+    s[L.S_TIME_S] += dt_s
+    vcu_ok = vcu_fresh(u, prm.diag)
+    reset = vcu_ok and u[L.U_VCU_RESET] > 0.5
+    s[L.S_RESET_EDGE] = 1.0 if (reset and s[L.S_RESET_PREV] == 0.0) else 0.0
+    s[L.S_RESET_PREV] = 1.0 if reset else 0.0
+    measure(inp, st, prm, dt_s)
+    i_ok = isense_fresh(u, prm.diag)
+    i_a = u[L.U_PACK_I_A] if i_ok else math.nan
+    hv_ok = i_ok and u[L.U_HV_VALID] > 0.5
+    n_par = pp[L.P_N_PARALLEL]
+    cell_temperatures(inp, st, prm)
+    i_cell = i_a / n_par if i_ok else 0.0
+    if i_ok:
+        s[L.S_SOC_COUNT] += i_a * dt_s / 3600.0
+        _estimate(st, inp, prm, dt_s, i_cell)
+    pack_soc_step(st.x[:, IZ], i_cell, pp[L.P_CELL_CAPACITY_AH], dt_s, pp[L.P_SOC_RATE_PER_S], SOC_DISPLAY_K_RATE,
+                  pp[L.P_BAL_REST_A] / n_par, s[L.S_SOC_DISPLAY:L.S_SOC_DISPLAY + 1],
+                  out[L.Y_SOC_MIN:L.Y_SOC_DISPLAY + 1])
+    cap = np.inf
+    for c in range(st.x.shape[0]):
+        cap = min(cap, st.x[c, ICAP])
+    s[L.S_CAPACITY_AH] = cap
+    out[L.Y_CAPACITY_AH] = cap * n_par
+    mains_open = (int(s[L.S_CONTACTORS]) & MAINS) == 0
+    sev, react, der_c, der_d, fbits, wbits = evaluate(st, prm.diag, dt_s, s[L.S_RESET_EDGE] > 0.0,
+                                                      u[L.U_SERVICE_RESET] > 0.5, mains_open)
+    s[L.S_REACT], s[L.S_DERATE_CHG], s[L.S_DERATE_DIS] = react, der_c, der_d
+    any_held = False
+    for f in range(st.fst.shape[0]):
+        if st.fst[f, L.FS_LATCHED] > 0.0:
+            any_held = True
+    i_abs = abs(i_a) if i_ok else np.inf
+    contactor_step(st, inp, prm, dt_s, sev, react, i_abs, vcu_ok, hv_ok, any_held)
+    state = int(s[L.S_STATE])
+    out[L.Y_N_BLEEDING] = balance_step(st, inp, prm, dt_s, i_a, state, sev, st.x[:, IZ])
+    cmd = int(s[L.S_CONTACTORS])
+    pack_v = u[L.U_PACK_V] if hv_ok else out[L.Y_CELL_V_SUM]
+    limits_step(st, prm, dt_s, state, (cmd & MAINS) == MAINS, der_c, der_d, out[L.Y_SOC_MIN], out[L.Y_SOC_MAX], pack_v)
+    out[L.Y_STATE] = state
+    out[L.Y_CONTACTORS] = cmd
+    out[L.Y_FAULT_BITS] = fbits
+    out[L.Y_WARN_BITS] = wbits
+    out[L.Y_SEVERITY] = sev
+
+
+# ---- Python helpers (setup, persistence) -------------------------------------------------------
+def new_inputs(prm: PackParams) -> Inputs:
+    """Input arrays of the pack, all marked invalid (nothing is fresh until the node fills it)."""
+    n, nb_, nt = int(prm.pp[L.P_N_SERIES]), int(prm.pp[L.P_N_BOARDS]), int(prm.pp[L.P_N_TEMPS])
+    u = np.zeros(L.NU)
+    u[[L.U_ISENSE_AGE_S, L.U_VCU_AGE_S]] = np.inf
+    u[[L.U_PACK_V, L.U_BUS_V]] = 0.0
+    return Inputs(cell_v=np.full(n, np.nan), board_valid=np.zeros(nb_, dtype=np.bool_),
+                  board_age_s=np.full(nb_, np.inf), temp_c=np.full(nt, np.nan),
+                  temp_valid=np.zeros(nt, dtype=np.bool_), temp_age_s=np.full(nt, np.inf), u=u)
+
+
+def new_state(prm: PackParams) -> State:
+    """A fresh power-up state: INIT, contactors open, estimator at 50 % (call :func:`initialise`)."""
+    n, nb_, nt = int(prm.pp[L.P_N_SERIES]), int(prm.pp[L.P_N_BOARDS]), int(prm.pp[L.P_N_TEMPS])
+    x, P = estimator.new_state(n, prm.cell, prm.tune)
+    s = np.zeros(L.NS)
+    s[L.S_STATE] = L.ST_INIT
+    s[L.S_SOC_DISPLAY] = -1.0
+    s[L.S_CAPACITY_AH] = prm.cell.capacity_ah
+    out = np.full(L.NY, np.nan)
+    return State(s=s, out=out, bleed=np.zeros(n, dtype=np.bool_), x=x, P=P, fst=np.zeros((NF, L.NFS)),
+                 fcnt=np.zeros((NF, 3)), q=np.full(NQ, np.nan), qloc=np.full(NQ, -1.0),
+                 cell_ok=np.zeros(n, dtype=np.bool_), temp_ok=np.zeros(nt, dtype=np.bool_),
+                 cell_t_c=np.full(n, np.nan), stuck_v=np.full(n, np.nan), stuck_i=np.full(n, np.nan),
+                 stuck_t=np.zeros(n), bal_d=np.zeros(n), board_heat_c=np.full(nb_, np.nan),
+                 bal_sel=np.zeros(n, dtype=np.bool_), board_hot=np.zeros(nb_, dtype=np.bool_),
+                 est_v_acc=np.zeros(n), est_ok=np.zeros(n, dtype=np.bool_))
+
+
+def initialise(st: State, prm: PackParams, inp: Inputs) -> None:
+    """Power-up SOC from the rested cell voltages (fresh boards only; others stay at 50 % with
+    the full variance), as the firmware does before its first step."""
+    v = np.where(_fresh_cells(inp, prm), inp.cell_v, np.nan)
+    t = inp.temp_c[prm.temp_of_cell]
+    estimator.init_from_rest(prm.cell, prm.tune, st.x, st.P, v, t)
+    st.s[L.S_SOC_DISPLAY] = -1.0
+
+
+def _fresh_cells(inp: Inputs, prm: PackParams) -> np.ndarray:
+    stale = prm.diag[L.F_COMM_CMU, L.D_WARN]
+    b = prm.board_of_cell
+    return inp.board_valid[b] & (inp.board_age_s[b] < stale) & np.isfinite(inp.cell_v)
+
+
+def outputs(st: State) -> dict:
+    """The outputs as a dict (names of the Y_* constants, lower case), plus the bleed mask."""
+    d = {name[2:].lower(): float(st.out[val]) for name, val in vars(L).items()
+         if name.startswith("Y_") and isinstance(val, int)}
+    d["state_name"] = L.STATE_NAMES[int(st.out[L.Y_STATE])]
+    d["faults"] = [f.name for f in FAULTS if int(st.out[L.Y_FAULT_BITS]) >> f.id & 1]
+    d["warnings"] = [f.name for f in FAULTS if int(st.out[L.Y_WARN_BITS]) >> f.id & 1]
+    d["bleed"] = st.bleed.copy()
+    return d
+
+
+def save_state(st: State, path: str | Path) -> Path:
+    """Write the persistent part of the state (.npz): latches of persistent faults (e.g. deep
+    discharge), fault memory (occurrence counts), estimator state (SOC, capacity, ...)."""
+    path = Path(path)
+    persist = np.array([f.persistent for f in FAULTS])
+    with path.open("wb") as fh:
+        np.savez(fh, format=STATE_FORMAT, fault_names=np.array([f.name for f in FAULTS]),
+                 latched=np.where(persist, st.fst[:, L.FS_LATCHED], 0.0),
+                 latched_crit=np.where(persist, st.fst[:, L.FS_LATCHED_CRIT], 0.0),
+                 count=st.fst[:, L.FS_COUNT], x=st.x, P=st.P, soc_display=st.s[L.S_SOC_DISPLAY])
+    return path
+
+
+def load_state(prm: PackParams, path: str | Path) -> State:
+    """A power-up state (INIT) carrying the saved persistent part; raises ValueError naming the
+    file if it does not belong to this pack or firmware."""
+    path = Path(path)
+    st = new_state(prm)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a saved BMS state ({exc})") from None
+    if int(data.get("format", -1)) != STATE_FORMAT:
+        raise ValueError(f"{path}: state format {data.get('format')} (expected {STATE_FORMAT})")
+    names = [str(n) for n in data["fault_names"]]
+    if names != [f.name for f in FAULTS]:
+        raise ValueError(f"{path}: saved fault table does not match this firmware's")
+    if data["x"].shape != st.x.shape or data["P"].shape != st.P.shape:
+        raise ValueError(f"{path}: saved estimator state has shape {data['x'].shape}, this pack needs {st.x.shape}")
+    st.fst[:, L.FS_LATCHED] = data["latched"]
+    st.fst[:, L.FS_LATCHED_CRIT] = data["latched_crit"]
+    st.fst[:, L.FS_COUNT] = data["count"]
+    st.x[:] = data["x"]
+    st.P[:] = data["P"]
+    st.s[L.S_SOC_DISPLAY] = float(data["soc_display"])
+    return st
