@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/bms demo
 
 test: $(TSTAMP)
+	sh scripts/install-system-deps.sh
 	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)

@@ -28,7 +28,7 @@ def _m(files, name, **kw):
 
 def test_p25_from_rest_init(files):
     m = _m(files, "udds_P25.csv.gz")
-    assert m["rmse_pct"] <= 1.0 and m["max_abs_pct"] <= 3.5
+    assert m["rmse_pct"] <= 0.8 and m["max_abs_pct"] <= 3.0
 
 
 def test_p25_offset_bounded(files):
@@ -37,14 +37,14 @@ def test_p25_offset_bounded(files):
     cc = evaluate("winston_lfp100", files["udds_P25.csv.gz"], estimator="cc", current_offset_a=0.5,
                   tuning={"rest_s": 1e12}).metrics
     assert cc["max_abs_pct"] > 5.0  # the perturbation is real
-    assert m["max_abs_pct"] <= 3.5
+    assert m["max_abs_pct"] <= 3.0
 
 
 def test_p25_recovers_from_mid_plateau_error(files):
     d = files["udds_P25.csv.gz"]
     t0 = rest_end_near(d, 0.7)
     m = evaluate("winston_lfp100", d, start_s=t0, soc_error=-0.2).metrics
-    assert m["converge_s"] is not None and m["converge_s"] <= 2400
+    assert m["converge_s"] is not None and m["converge_s"] <= 2100
 
 
 def test_n05_loose_bar(files):
@@ -54,7 +54,7 @@ def test_n05_loose_bar(files):
 
 def test_p05_guard(files):
     m = _m(files, "udds_P05_approx.csv.gz")
-    assert m["rmse_pct"] <= 2.5 and m["max_abs_pct"] <= 6.5
+    assert m["rmse_pct"] <= 2.5 and m["max_abs_pct"] <= 6.0
 
 
 def test_a123_dynamic():
@@ -62,25 +62,25 @@ def test_a123_dynamic():
     assert m["rmse_pct"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P25 max |error| 3.0 % (end of discharge)")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P25 RMSE 0.63 % meets 0.8 %, max |error| 2.4 % (end of discharge) misses 2.0 %")
 def test_target_p25(files):
     m = _m(files, "udds_P25.csv.gz")
     assert m["rmse_pct"] <= 0.8 and m["max_abs_pct"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: offset case max 3.0 %")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: offset case max 2.4 %")
 def test_target_p25_offset(files):
     assert _m(files, "udds_P25.csv.gz", current_offset_a=0.5)["max_abs_pct"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: convergence ~2000 s > 1800 s")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: convergence 1864 s > 1800 s")
 def test_target_convergence(files):
     d = files["udds_P25.csv.gz"]
     m = evaluate("winston_lfp100", d, start_s=rest_end_near(d, 0.7), soc_error=-0.2).metrics
     assert m["converge_s"] is not None and m["converge_s"] <= 1800
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P05 drifts below 35 % SOC at 5 C (max ~5.8 %)")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P05 drifts below 35 % SOC at 5 C (max ~5.1 %)")
 def test_target_p05(files):
     m = _m(files, "udds_P05_approx.csv.gz")
     assert m["rmse_pct"] <= 1.5 and m["max_abs_pct"] <= 3.0

@@ -22,8 +22,10 @@ Measurement update with the current sample::
     H  = [dOCV/dz + dM/dz h, 1, 1, M, 0]
          (the offset's direct effect R0 b is below a millivolt: the offset is learned from the
          charge balance through F, never from load-voltage mismatch)
-    S  = H P H^T + r,   r = r_v, or r_rest once rested longer than rest_s (OCV recalibration:
-         the relaxed voltage is trusted more; the hysteresis term keeps it hysteresis-aware)
+    S  = H P H^T + r,   r = r_v + (sigma_R i)^2, or r_rest once rested longer than rest_s
+         (sigma_R: resistance uncertainty, so high-current samples, where an R0 error
+         dominates, weigh less; OCV recalibration: the relaxed voltage is trusted more, and
+         the hysteresis term keeps it hysteresis-aware)
     K  = P H^T / S,   xf += K (v_k - y),   P -= K K^T S  (computed symmetric, diagonal floored)
 
 SOC is clamped to [0, 1], h to [-1, 1], b to +-bias_max. A sample whose voltage, current
@@ -41,7 +43,7 @@ from bms.model import interp_t, interp_ts, soc_index, temp_index
 from bms.soc.layout import (
     FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD,
     IBIAS, ICAP, IEBAR, IFLAGS, IH, IIHOLD, INHELD, IRECAL, IREST, IS, ITHOLD, IV1, IV2, IVHOLD, IZ,
-    NP, T_BIAS_MAX, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_TAU_E, T_REST_S, T_RREST, T_RV,
+    NP, T_BIAS_MAX, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_SIGMA_R, T_TAU_E, T_REST_S, T_RREST, T_RV,
 )
 
 P_FLOOR = 1e-14
@@ -154,7 +156,8 @@ def ekf_cell(p, tune, x, P, i_meas, v_meas, temp_c, v_ok, dt_s):
         hv = ((docv + dm * x[IH]) / p.dsoc, 1.0, 1.0, m, 0.0)
         ph = (_row_dot(P, 0, hv), _row_dot(P, 1, hv), _row_dot(P, 2, hv), _row_dot(P, 3, hv),
               _row_dot(P, 4, hv))
-        s = tune[T_RREST] if rested else tune[T_RV]
+        sr = tune[T_SIGMA_R] * i_true
+        s = tune[T_RREST] if rested else tune[T_RV] + sr * sr
         for r in range(NP):
             s += hv[r] * ph[r]
         innov = v_now - y

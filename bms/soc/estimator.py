@@ -23,7 +23,7 @@ from bms.soc.cc import cc_cell
 from bms.soc.ekf import ekf_cell
 from bms.soc.layout import (
     IBIAS, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
-    T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_TAU_E,
+    T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_SIGMA_R, T_TAU_E,
     T_RREST, T_RV,
 )
 from bms.soc.ocv import soc_from_rest_voltage
@@ -61,6 +61,7 @@ TUNING_DEFAULTS = {
     "p0_bias_c": 0.01,  # initial offset standard deviation as a C-rate
     "q_soc_adapt_per_s": 0.0,  # extra SOC noise per unit of persistent innovation excess (1/s)
     "tau_innov_s": 300.0,  # averaging time of the innovation for the adaptation (s)
+    "sigma_r_ohm": 6e-4,  # resistance uncertainty: adds (sigma_r * i)^2 to the measurement variance
 }
 TUNING_KEYS = tuple(TUNING_DEFAULTS)
 
@@ -91,6 +92,7 @@ def tuning_vector(p: CellParams, **overrides: float) -> np.ndarray:
     tune[T_P0B] = (t["p0_bias_c"] * q) ** 2
     tune[T_QZ_ADAPT] = t["q_soc_adapt_per_s"]
     tune[T_TAU_E] = t["tau_innov_s"]
+    tune[T_SIGMA_R] = t["sigma_r_ohm"]
     return tune
 
 
