@@ -88,15 +88,16 @@ def test_raw_af_can_round_trip_on_vcan0():
 @pytest.mark.socketcan
 def test_exit_code_stderr_env_cwd_and_channels_come_back(tmp_path):
     (tmp_path / "marker.txt").write_text("found by relative path\n")
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BMS_MARK": "a b 'c' $d"}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BMS_MARK": "a b 'c' $d"}  # exactly this
     result = run_on_vcan(
-        'cat marker.txt; echo "$BMS_MARK"; pwd; ip -br link show type vcan | cut -d" " -f1 | sort;'
+        'cat marker.txt; echo "$BMS_MARK"; pwd; env | grep -v "^PWD=" | sort | tr "\\n" " "; echo; ip -br link show type vcan | cut -d" " -f1 | sort;'
         ' echo oops >&2; exit 42',
         channels=("vcan0", "can_fd1"), env=env, cwd=tmp_path, timeout_s=TIMEOUT_S)
     assert result.returncode == 42 and not result.timed_out
     lines = result.stdout.splitlines()
-    assert lines[:3] == ["found by relative path", "a b 'c' $d", str(tmp_path)]
-    assert {"vcan0", "can_fd1"} <= set(lines[3:])
+    assert lines[:4] == ["found by relative path", "a b 'c' $d", str(tmp_path),
+                         "BMS_MARK=a b 'c' $d PATH=/usr/sbin:/usr/bin:/sbin:/bin "]
+    assert {"vcan0", "can_fd1"} <= set(lines[4:])
     assert result.stderr == "oops\n"
     assert result.output == result.stdout + result.stderr
 

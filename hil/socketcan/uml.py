@@ -104,9 +104,11 @@ halt_now
 
 
 def _cmd_script(command: list[str] | str, cwd: str, env: dict[str, str]) -> str:
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
-    body = command if isinstance(command, str) else "exec " + shlex.join(command)
-    return f"{exports}cd {shlex.quote(cwd)} || exit 126\n{body}\n"
+    # env(1) rather than shell exports: any variable name survives, and the command sees
+    # exactly ``env`` (PATH from it is used for the program lookup, as in subprocess).
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
+    assignments = [f"{k}={v}" for k, v in sorted(env.items())]
+    return f"cd {shlex.quote(cwd)} || exit 126\nexec /usr/bin/env -i -- {shlex.join(assignments + list(argv))}\n"
 
 
 def run_in_uml(command: list[str] | str, channels: tuple[str, ...], *, timeout_s: float,
