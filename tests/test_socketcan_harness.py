@@ -173,6 +173,17 @@ def test_parallel_runs_have_separate_buses(tmp_path):
 
 
 @pytest.mark.socketcan
+def test_interface_that_cannot_be_made_vcan_is_a_harness_error_not_a_hang():
+    # "lo" passes the name check but is no CAN interface: the host refuses it, and in a
+    # guest `ip link add dev lo type vcan` fails, so setup reports instead of running
+    t0 = time.monotonic()
+    with pytest.raises(HarnessError, match=r"(?s)not a CAN interface|failed to set up.*vcan lo"):
+        run_on_vcan("echo must-not-run", channels=("lo",), timeout_s=TIMEOUT_S)
+    assert time.monotonic() - t0 < TIMEOUT_S
+    assert _live_uml_leftovers() == []
+
+
+@pytest.mark.socketcan
 def test_bms_vcan_cli_exits_with_the_inner_code(capsys):
     from bms.cli import main
 

@@ -129,15 +129,18 @@ def run_in_uml(command: list[str] | str, channels: tuple[str, ...], *, timeout_s
         (workdir / "cmd.sh").write_text(_cmd_script(command, cwd, env))
         umid = workdir.name  # unique per call: no shared ~/.uml state between parallel runs
         argv = [kernel, f"mem={mem_mb}M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/",
-                "rw", "quiet", SKIP_INITCALLS, f"init={workdir / 'init.sh'}", "con=null", "con0=fd:0,fd:1",
-                f"umid={umid}", f"uml_dir={workdir}"]
+                "rw", "quiet", SKIP_INITCALLS, f"init={workdir / 'init.sh'}", "con=null",
+                "con0=fd:0,fd:1", f"umid={umid}", f"uml_dir={workdir}"]
+        # TMPDIR: where UML puts its (unlinked) guest-memory file; the run's own directory
+        # works everywhere, where /dev/shm may be too small (containers: 64 MB).
         with open(workdir / "console.log", "wb") as console:
             run = run_group(argv, timeout_s=timeout_s + HALT_GRACE_S, stdout=console,
                             stderr=console, env={"PATH": GUEST_PATH, "TMPDIR": str(workdir)})
         status = _read(workdir / "status").split()
         if status[:1] == ["setup-failed"] or (not status and not run.killed_at_deadline):
             raise UmlError("user-mode Linux guest failed to set up the vcan interfaces:\n"
-                           + _tail(_read(workdir / "init.log") + _read(workdir / "console.log")))
+                           + _tail(_read(workdir / "init.log")) + "\n--- kernel console ---\n"
+                           + _tail(_read(workdir / "console.log"), 15))
         started = float(status[1]) if len(status) >= 3 else None
         if status[:1] == ["ok"]:
             guest_rc = int(status[3])
