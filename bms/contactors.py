@@ -49,7 +49,10 @@ def contactor_step(st, inp, prm, dt_s, sev, react, i_abs, vcu_ok, hv_ok, any_hel
     s, pp, u = st.s, prm.pp, inp.u
     state = int(s[L.S_STATE])
     prev = int(s[L.S_CONTACTORS])
-    s[L.S_CRIT_T_S] = s[L.S_CRIT_T_S] + dt_s if sev == L.SEV_CRITICAL else 0.0
+    if sev == L.SEV_CRITICAL:  # timer from the first critical step (-1: not critical)
+        s[L.S_CRIT_T_S] = 0.0 if s[L.S_CRIT_T_S] < 0.0 else s[L.S_CRIT_T_S] + dt_s
+    else:
+        s[L.S_CRIT_T_S] = -1.0
     crit_ok = sev == L.SEV_CRITICAL and s[L.S_CRIT_T_S] >= pp[L.P_CRIT_OPEN_S] - 1e-9
     want_open = (react & L.RE_OPEN) != 0
     no_close = (react & (L.RE_OPEN | L.RE_NO_CLOSE)) != 0

@@ -158,6 +158,7 @@ def new_state(prm: PackParams) -> State:
     s = np.zeros(L.NS)
     s[L.S_STATE] = L.ST_INIT
     s[L.S_SOC_DISPLAY] = -1.0
+    s[L.S_CRIT_T_S] = -1.0
     s[L.S_CAPACITY_AH] = prm.cell.capacity_ah
     out = np.full(L.NY, np.nan)
     return State(s=s, out=out, bleed=np.zeros(n, dtype=np.bool_), x=x, P=P, fst=np.zeros((NF, L.NFS)),

@@ -142,6 +142,8 @@ def measure(inp, st, prm, dt_s):
             st.stuck_v[c], st.stuck_i[c], st.stuck_t[c] = inp.cell_v[c], i_a, 0.0
         elif abs(i_a - st.stuck_i[c]) > pp[L.P_STUCK_DI_A]:
             st.stuck_t[c] += dt_s
+        else:
+            st.stuck_t[c] = 0.0  # the current came back: nothing to compare against
         if st.stuck_t[c] > smax:
             smax, sloc = st.stuck_t[c], c
     q[Q_STUCK], ql[Q_STUCK] = smax, sloc
@@ -187,7 +189,7 @@ def measure(inp, st, prm, dt_s):
     # --- estimator plausibility (mean innovation, capacity)
     err, loc, cerr, cloc = 0.0, -1, 0.0, -1
     for c in range(st.x.shape[0]):
-        e = abs(st.x[c, IEBAR]) if math.isfinite(st.x[c, IZ]) else np.inf
+        e = abs(st.x[c, IEBAR]) if math.isfinite(st.x[c, IZ]) and math.isfinite(st.x[c, IEBAR]) else np.inf
         if not e <= err:
             err, loc = e, c
         ce = abs(st.x[c, ICAP] / pp[L.P_CELL_CAPACITY_AH] - 1.0)

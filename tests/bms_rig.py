@@ -39,6 +39,13 @@ class Rig:
         self.r_cell_ohm = 0.0012     # the cell voltage follows the current: v = v_rest + R i_cell
         self.fb_override = None      # force feedback bits (contactor faults)
         self.weld = 0                # contactor bits stuck closed
+        self.pack_v_offset = 0.0     # error of the pack-voltage measurement, V
+        self.i_offset_a = 0.0        # error of the current measurement, A
+        self.stuck = {}              # cell index -> reading frozen at this value
+        self.silent_boards = set()   # boards whose frames stopped (their age grows)
+        self.isense_silent = False
+        self.vcu_silent = False
+        self.bus_blocked = False     # the bus does not charge (precharge failure)
         self.set_nominal(cell_v, temp_c)
         core.initialise(self.st, self.prm, self.inp)
 
@@ -85,15 +92,15 @@ class Rig:
         if neg and pos:
             self.bus_v = self.pack_v_true
             i = self.i_load_a
-        elif neg and pre:
+        elif neg and pre and not self.bus_blocked:
             tau = 47.0 * 0.002
             self.bus_v = self.pack_v_true + (self.bus_v - self.pack_v_true) * math.exp(-dt_s / tau)
             i = (self.pack_v_true - self.bus_v) / 47.0 * -1.0  # charging the bus discharges the pack
         else:
             self.bus_v *= math.exp(-dt_s / 0.5)  # inverter active discharge
             i = 0.0
-        u[L.U_PACK_I_A] = i
-        u[L.U_PACK_V] = self.pack_v_true
+        u[L.U_PACK_I_A] = i + self.i_offset_a
+        u[L.U_PACK_V] = self.pack_v_true + self.pack_v_offset
         u[L.U_BUS_V] = self.bus_v
 
     def step(self, dt_s=0.1, n=1):
@@ -106,6 +113,15 @@ class Rig:
                 self.inp.cell_v[:] = self.v_rest + self.r_cell_ohm * i_cell
                 if self.noise_v:
                     self.inp.cell_v[:] += self.rng.normal(0.0, self.noise_v, self.inp.cell_v.shape)
+            for idx, val in self.stuck.items():
+                self.inp.cell_v[idx] = val
+            ages = self.inp.board_age_s
+            for b in range(ages.shape[0]):
+                ages[b] = ages[b] + dt_s if b in self.silent_boards else 0.05
+            u = self.inp.u
+            u[L.U_ISENSE_AGE_S] = u[L.U_ISENSE_AGE_S] + dt_s if self.isense_silent else 0.005
+            u[L.U_VCU_AGE_S] = u[L.U_VCU_AGE_S] + dt_s if self.vcu_silent else 0.02
+            u[L.U_PACK_V] = float(np.nansum(self.inp.cell_v)) + self.pack_v_offset
             core.step(self.st, self.inp, self.prm, dt_s)
 
     def run_until(self, cond, dt_s=0.1, t_max_s=60.0):
