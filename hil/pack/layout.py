@@ -17,7 +17,7 @@ X_I = 6  # cell terminal current of the last step (A, + = charge)
 X_QGEN = 7  # heat generated since the last thermal update (J)
 X_QTOT = 8  # heat generated since start (J), bleed share included
 X_E = 9  # scratch: Thevenin EMF of the cell over the step (V)
-X_R = 10  # scratch: Thevenin resistance of the cell over the step (ohm)
+X_G = 10  # scratch: Thevenin conductance 1 / R_c of the cell over the step (S)
 X_OCV = 11  # scratch: OCV at the start of the step (V)
 X_F = 12  # scratch: SOC factor of R0 at the start of the step
 NX = 13
@@ -64,7 +64,8 @@ PK_CACHE_DT = 18  # step length the cache was built for (s)
 PK_TIME = 19  # simulated time (s)
 PK_ETH = 20  # pack Thevenin EMF of the last step (V)
 PK_RTH = 21  # pack Thevenin resistance of the last step (ohm)
-NPK = 22
+PK_BADIN = 22  # count of steps whose inputs were not finite (demand / coolant / dt): ignored safely
+NPK = 23
 
 # --- accumulators acc[:] (energies in J, charge in A s) ---------------------------------
 A_E_TERM = 0  # integral of V_pack * I_pack dt (energy into the pack terminals)

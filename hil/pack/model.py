@@ -40,9 +40,9 @@ import numba as nb
 from hil.pack.layout import (
     A_E_BLEED, A_E_BLEED_BOARD, A_E_DIS, A_E_LOAD, A_E_PATH, A_E_PRE, A_E_TERM, A_Q_PACK, C_A1, C_A2, C_B1,
     C_B2, C_C1, C_C2, C_GAM, C_J, C_M0, C_R0C, C_R0D, C_R1, C_R2, C_SD, C_WT, E_E, E_IBL, E_R, E_V, IN_I_A,
-    IN_K0, IN_KIND, IN_P_W, K_NEG, K_POS, K_PRE, PK_CACHE_DT, PK_ETH, PK_IDEM, PK_IPACK, PK_IPEAK, PK_K0,
-    PK_KBREAK0, PK_KT0, PK_NSTEP, PK_PLIM, PK_RTH, PK_TH_DT, PK_TIME, PK_VBUS, PK_VPACK, X_E, X_F, X_H, X_I,
-    X_OCV, X_QGEN, X_QTOT, X_R, X_S, X_V1, X_V2, X_Z,
+    IN_K0, IN_KIND, IN_P_W, NIN, K_NEG, K_POS, K_PRE, PK_CACHE_DT, PK_ETH, PK_IDEM, PK_IPACK, PK_IPEAK, PK_K0,
+    PK_KBREAK0, PK_KT0, PK_BADIN, PK_NSTEP, PK_PLIM, PK_RTH, PK_TH_DT, PK_TIME, PK_VBUS, PK_VPACK, X_E, X_F, X_H, X_I,
+    X_G, X_OCV, X_QGEN, X_QTOT, X_S, X_V1, X_V2, X_Z,
 )
 from hil.pack.thermal import refresh_cache, thermal_update
 
@@ -60,6 +60,7 @@ def cells_thevenin(p, x, cache, elem, bleed_cmd):
     """Per cell E_c, R_c (module docstring) into scratch columns; per series element the
     Thevenin (E_s, R_s) including its bleed resistor; returns the pack's (E_th, R_th)."""
     n_soc = p.ocv_v.shape[1]
+    inv_dsoc = 1.0 / p.dsoc
     npar = p.n_parallel
     eth = 0.0
     rth = 0.0
@@ -68,7 +69,7 @@ def cells_thevenin(p, x, cache, elem, bleed_cmd):
         jsum = 0.0
         for q in range(npar):
             c = s * npar + q
-            u = (x[c, X_Z] - p.soc0) / p.dsoc
+            u = (x[c, X_Z] - p.soc0) * inv_dsoc
             if u <= 0.0:
                 k, ws = 0, 0.0
             elif u >= n_soc - 1:
@@ -91,12 +92,13 @@ def cells_thevenin(p, x, cache, elem, bleed_cmd):
             b2 = cache[c, C_B2]
             r = fz * r0 + cache[c, C_R1] * (1.0 - b1) + cache[c, C_R2] * (1.0 - b2)
             e = ocv + m * x[c, X_H] + cache[c, C_M0] * x[c, X_S] + b1 * x[c, X_V1] + b2 * x[c, X_V2]
+            gc = 1.0 / r
             x[c, X_E] = e
-            x[c, X_R] = r
+            x[c, X_G] = gc
             x[c, X_OCV] = ocv
             x[c, X_F] = fz
-            gsum += 1.0 / r
-            jsum += e / r
+            gsum += gc
+            jsum += e * gc
         rs = 1.0 / gsum
         es = jsum * rs
         elem[s, E_E] = es
@@ -124,12 +126,12 @@ def cells_advance(p, f, x, cache, elem, bleed_cmd, i_pack, dt_s, acc):
         q_bl = p.bleed_to_cell * pbl / npar
         for q in range(npar):
             c = s * npar + q
-            i = (v - x[c, X_E]) / x[c, X_R]
+            i = (v - x[c, X_E]) * x[c, X_G]
             ocv = x[c, X_OCV]
             i_int = cache[c, C_SD] + f.short_s[c] * ocv
             eta = p.eta_chg if i > 0.0 else 1.0
             dq = (eta * i - i_int) * dt_s
-            x[c, X_Z] += dq / p.cap_as[c]
+            x[c, X_Z] += dq * p.inv_cap_as[c]
             v1 = x[c, X_V1]
             v2 = x[c, X_V2]
             a1 = cache[c, C_A1]
@@ -200,6 +202,9 @@ def circuit_step(p, f, pk, acc, inp, eth, rth, dt_s):
         g = 1.0 / r_tot
         if inp[IN_KIND] > 0.5:
             pw = inp[IN_P_W]
+            if not math.isfinite(pw):
+                pw = 0.0
+                pk[PK_BADIN] += 1.0
             disc = eth * eth + 4.0 * r_tot * pw
             if disc < 0.0:
                 i_dem = -eth / (2.0 * r_tot)
@@ -208,6 +213,9 @@ def circuit_step(p, f, pk, acc, inp, eth, rth, dt_s):
                 i_dem = 2.0 * pw / (eth + math.sqrt(disc)) if eth > 0.0 else 0.0
         else:
             i_dem = inp[IN_I_A]
+            if not math.isfinite(i_dem):
+                i_dem = 0.0
+                pk[PK_BADIN] += 1.0
     cap = p.bus_cap_f
     gd = 1.0 / p.bus_dis_ohm
     vb = pk[PK_VBUS]
@@ -249,8 +257,12 @@ def pack_step(p, f, st, inp, bleed_cmd, dt_s):
     """One physics step of the whole pack: contactors, cell Thevenin sources, circuit,
     current split and cell update, and (every ``p.thermal_every`` steps) the thermal network
     and the coefficient cache. ``inp`` is the (NIN,) input row (hil.pack.layout IN_*),
-    ``bleed_cmd`` (n_series,) uint8 balancing commands. No allocation."""
+    ``bleed_cmd`` (n_series,) uint8 balancing commands. No allocation. Non-finite demands count
+    in PK_BADIN and act as zero demand; a non-positive or non-finite ``dt_s`` or wrongly sized arrays count and the step is skipped."""
     pk = st.pk
+    if not (dt_s > 0.0 and dt_s < 1e6) or bleed_cmd.shape[0] != p.n_series or inp.shape[0] < NIN:
+        pk[PK_BADIN] += 1.0
+        return
     if pk[PK_CACHE_DT] != dt_s:
         refresh_cache(p, st.x, st.cache, dt_s)
         pk[PK_CACHE_DT] = dt_s

@@ -50,7 +50,7 @@ class PackGeometry:
     g_coolant_w_k: float = 1.5  # cell to coolant (cold plate) conductance
     g_ambient_w_k: float = 0.1  # cell to ambient
     coolant_cp_j_kgk: float = 3500.0  # water-glycol
-    thermal_every: int = 10  # thermal update every N electrical steps
+    thermal_every: int = 100  # thermal update (and coefficient refresh) every N electrical steps
     sensor_tau_s: float = 5.0  # temperature sensor lag
     self_discharge_ea_j_mol: float = 50e3
     hysteresis_fast_ratio: float = 20.0  # fast hysteresis rate / slow rate
@@ -124,6 +124,7 @@ class PackModelParams(NamedTuple):
     n_parallel: int
     # per cell (n,)
     cap_as: np.ndarray
+    inv_cap_as: np.ndarray
     r_scale: np.ndarray
     gam_scale: np.ndarray
     sd_a25: np.ndarray
@@ -335,7 +336,7 @@ def build_params(profile: Profile, geometry: PackGeometry | None = None, spread:
         tau1_s=f64(tab["tau1_s"]), tau2_s=f64(tab["tau2_s"]), gamma=f64(tab["gamma"]), m0_v=f64(tab["m0_v"]),
         rsoc=f64(rsoc), eta_chg=float(profile.eta_chg),
         n_series=int(g.n_series), n_parallel=int(g.n_parallel),
-        cap_as=f64(cap_as), r_scale=f64(r_scale), gam_scale=f64(gam_scale), sd_a25=f64(sd_a25),
+        cap_as=f64(cap_as), inv_cap_as=f64(1.0 / cap_as), r_scale=f64(r_scale), gam_scale=f64(gam_scale), sd_a25=f64(sd_a25),
         soc0_offset=f64(soc0_offset), heat_cap_j_k=heat_cap, g_cool_w_k=g_cool, g_amb_w_k=g_amb, g_nbr_w_k=g_nbr,
         bleed_ohm=np.full(g.n_series, float(g.bleed_ohm)),
         bleed_to_cell=float(g.bleed_heat_to_cell), sd_ea_k=float(g.self_discharge_ea_j_mol / R_GAS),

@@ -15,7 +15,7 @@ import numba as nb
 
 from hil.pack.layout import (
     A_Q_AMB, A_Q_COOL, C_A1, C_A2, C_B1, C_B2, C_C1, C_C2, C_GAM, C_J, C_M0, C_R0C, C_R0D, C_R1, C_R2, C_SD,
-    C_WT, IN_FLOW, IN_TAMB, IN_TCOOL, PK_NSTEP, PK_TCOOL_OUT, PK_TH_DT, X_QGEN, X_T,
+    C_WT, IN_FLOW, IN_TAMB, IN_TCOOL, PK_NSTEP, PK_TCOOL_OUT, PK_TH_DT, X_QGEN, X_QTOT, X_T, X_V1, X_V2,
 )
 
 T0_K = 273.15
@@ -72,7 +72,7 @@ def arrhenius(ln_tab, temp_grid, inv_grid, temp_c, extrap_k):
 def refresh_cache(p, x, cache, dt_s):
     """Per-cell coefficients at the cell temperature T and step ``dt_s``:
     R0, R1, R2 = r_scale * Arrhenius(T); a_k = exp(-dt/tau_k(T)); b_k = tau_k (1 - a_k) / dt;
-    C_k = tau_k / R_k; gamma' = gamma(T) * gam_scale / Q_as; I_sd = I_sd25 exp(-Ea/R (1/T - 1/298.15))."""
+    C_k = tau_k / R_k (the change of C_k v_k^2 / 2 goes to the cell's heat); gamma' = gamma(T) * gam_scale / Q_as; I_sd = I_sd25 exp(-Ea/R (1/T - 1/298.15))."""
     for c in range(x.shape[0]):
         t = x[c, X_T]
         j, w = bracket(p.temp_c, t)
@@ -87,14 +87,22 @@ def refresh_cache(p, x, cache, dt_s):
         tau2 = lin(p.tau2_s, j, w)
         a1 = math.exp(-dt_s / tau1)
         a2 = math.exp(-dt_s / tau2)
+        c1 = tau1 / r1 if r1 > 0.0 else 0.0
+        c2 = tau2 / r2 if r2 > 0.0 else 0.0
+        # the RC capacitances move with T: the stored-energy change is booked as heat (exact balance)
+        v1 = x[c, X_V1]
+        v2 = x[c, X_V2]
+        dq = 0.5 * ((cache[c, C_C1] - c1) * v1 * v1 + (cache[c, C_C2] - c2) * v2 * v2)
+        x[c, X_QGEN] += dq
+        x[c, X_QTOT] += dq
         cache[c, C_R1] = r1
         cache[c, C_A1] = a1
         cache[c, C_B1] = tau1 * (1.0 - a1) / dt_s
-        cache[c, C_C1] = tau1 / r1 if r1 > 0.0 else 0.0
+        cache[c, C_C1] = c1
         cache[c, C_R2] = r2
         cache[c, C_A2] = a2
         cache[c, C_B2] = tau2 * (1.0 - a2) / dt_s
-        cache[c, C_C2] = tau2 / r2 if r2 > 0.0 else 0.0
+        cache[c, C_C2] = c2
         cache[c, C_GAM] = lin(p.gamma, j, w) * p.gam_scale[c] / p.cap_as[c]
         cache[c, C_M0] = lin(p.m0_v, j, w)
         tk = max(t + T0_K, 150.0)
@@ -111,7 +119,8 @@ def thermal_update(p, f, x, pk, acc, ts_temp, inp, qflow):
     the cell order, heat to coolant by effectiveness-NTU: q_cool,c = W (1 - exp(-G_cool/W))
     (T_c - T_f), T_f <- T_f + q_cool,c / W, W = flow * cp (no flow: no coolant heat).
     Explicit Euler, sub-stepped so that dt_sub * max(sum G / C) <= 0.2; conduction is
-    antisymmetric, so stored + removed heat equals generated heat to rounding. ``qflow`` is an
+    antisymmetric, so stored + removed heat equals generated heat to rounding. Non-finite
+    coolant / ambient inputs switch that path off (no heat exchanged) instead of poisoning T. ``qflow`` is an
     (n,) scratch array. Temperature sensors follow their cells' mean with a first-order lag."""
     n = x.shape[0]
     dt_th = pk[PK_TH_DT]
@@ -119,9 +128,19 @@ def thermal_update(p, f, x, pk, acc, ts_temp, inp, qflow):
         return
     nsub = int(dt_th * p.th_rate_max / 0.2) + 1
     h = dt_th / nsub
-    w_flow = max(inp[IN_FLOW], 0.0) * f.coolant_flow_scale[0] * p.coolant_cp
+    w_flow = inp[IN_FLOW] * f.coolant_flow_scale[0] * p.coolant_cp
+    if not (w_flow > 0.0 and w_flow < 1e9):  # no flow, negative or non-finite: no coolant heat
+        w_flow = 0.0
     t_in = inp[IN_TCOOL]
     t_amb = inp[IN_TAMB]
+    if not math.isfinite(t_in):
+        t_in = x[0, X_T]
+        w_flow = 0.0
+    if not math.isfinite(t_amb):
+        t_amb = x[0, X_T]
+        g_amb_on = 0.0
+    else:
+        g_amb_on = 1.0
     q_cool = 0.0
     q_amb = 0.0
     t_f = t_in
@@ -139,7 +158,7 @@ def thermal_update(p, f, x, pk, acc, ts_temp, inp, qflow):
             if w_flow > 0.0:
                 qc = w_flow * (1.0 - math.exp(-p.g_cool_w_k[c] / w_flow)) * (tc - t_f)
                 t_f += qc / w_flow
-            qa = p.g_amb_w_k[c] * (tc - t_amb)
+            qa = g_amb_on * p.g_amb_w_k[c] * (tc - t_amb)
             qflow[c] -= qc + qa
             q_cool += qc * h
             q_amb += qa * h

@@ -1,0 +1,143 @@
+"""Pack model throughput: the 192s2p reference pack over one hour of measured drive current
+(the first hour of UDDS blocks of the Winston LFP100 lab test, per cell; pack current = 2x)
+at 10 ms steps, on one core, in cell-steps per second (median of 3 runs).
+
+Reference, timed in the same run when PyBaMM is installed (the ``bench`` extra): PyBaMM's
+``pybamm.equivalent_circuit.Thevenin()`` cell model (one cell) on the same one-hour current
+profile, output every 10 ms (360 000 cell-steps); ratio = pack model cell-steps/s over PyBaMM's.
+Also reported: one ``pack_step`` called from a Python loop (the co-simulation's path) and one
+``sample_sensors`` call.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks._timing import figure, median_seconds
+from bms.labdata import find_data, load_csv
+
+DT_S = 0.01
+HOUR_S = 3600
+
+
+def hour_current_a() -> np.ndarray:
+    """One hour (1 s samples) of the UDDS lab test's cell current, from its first drive block."""
+    d = load_csv(find_data("winston_lfp100/udds_P25.csv"))
+    start = int(np.argmax(np.abs(d.current_a) > 60.0))
+    return np.ascontiguousarray(d.current_a[start:start + HOUR_S], dtype=np.float64)
+
+
+def _pack_setup():
+    from hil.pack import (IN_I_A, IN_K0, K_NEG, K_POS, K_PRE, PackGeometry, build_params, init_state, new_faults,
+                          new_inputs, pack_step)
+    from hil.pack.synthetic import reference_profile
+
+    p = build_params(reference_profile(), PackGeometry(), seed=7)
+    f = new_faults(p)
+    st = init_state(p, soc=0.9, temp_c=25.0, dt_s=DT_S, seed=7)
+    bleed = np.zeros(p.n_series, np.uint8)
+    inp = new_inputs()
+    inp[IN_K0 + K_NEG] = 1.0
+    inp[IN_K0 + K_PRE] = 1.0
+    for _ in range(60):  # precharge
+        pack_step(p, f, st, inp, bleed, DT_S)
+    inp[IN_K0 + K_POS] = 1.0
+    for _ in range(10):
+        pack_step(p, f, st, inp, bleed, DT_S)
+    inp[IN_K0 + K_PRE] = 0.0
+    cell_i = hour_current_a()
+    steps_per_s = int(round(1.0 / DT_S))
+    seq = np.tile(inp, (cell_i.size * steps_per_s, 1))
+    seq[:, IN_I_A] = np.repeat(cell_i * p.n_parallel, steps_per_s)
+    return p, f, st, bleed, inp, seq
+
+
+def _copy_state(st):
+    return type(st)._make(a.copy() for a in st)
+
+
+def bench_pack():
+    from hil.pack import pack_run, pack_step, sample_sensors
+
+    p, f, st0, bleed, inp, seq = _pack_setup()
+    trace = np.zeros((seq.shape[0], 3))
+    pack_run(p, f, _copy_state(st0), seq[:1000], bleed, DT_S, trace)  # warm (cached compile)
+    samples = []
+    for _ in range(3):
+        st = _copy_state(st0)
+        t0 = time.perf_counter()
+        pack_run(p, f, st, seq, bleed, DT_S, trace)
+        samples.append(time.perf_counter() - t0)
+    t_run = statistics.median(samples)
+    cell_steps = seq.shape[0] * p.n_cells
+    st = _copy_state(st0)
+    row = seq[100]
+
+    def python_loop():
+        for _ in range(1000):
+            pack_step(p, f, st, row, bleed, DT_S)
+
+    t_call = median_seconds(python_loop, repeat=5) / 1000.0
+    t_sens = median_seconds(lambda: sample_sensors(p, f, st, 0.1), repeat=5, number=200)
+    soc_end = float(np.mean(st.x[:, 0]))
+    return cell_steps / t_run, t_run, t_call, t_sens, p.n_cells, p.n_ch, soc_end
+
+
+def bench_pybamm():
+    """Seconds for PyBaMM's Thevenin model over the hour at 10 ms output (warm, median of 3),
+    or None when PyBaMM is not installed."""
+    try:
+        import pybamm
+    except ImportError:
+        return None
+    cell_i = hour_current_a()
+    model = pybamm.equivalent_circuit.Thevenin()
+    values = model.default_parameter_values
+    t = np.arange(cell_i.size, dtype=float)
+    # PyBaMM's current is positive on discharge; each 1 s sample held (same profile as the pack)
+    tt = np.empty(2 * t.size)
+    tt[0::2] = t
+    tt[1::2] = t + (1.0 - 1e-6)
+    values["Current function [A]"] = pybamm.Interpolant(tt, np.repeat(-cell_i, 2), pybamm.t, interpolator="linear")
+    values["Cell capacity [A.h]"] = 109.374
+    values["Initial SoC"] = 0.9
+    sim = pybamm.Simulation(model, parameter_values=values, solver=pybamm.IDAKLUSolver())
+    t_end = float(cell_i.size - 1)
+    t_eval = np.linspace(0.0, t_end, int(round(t_end / DT_S)) + 1)
+    sim.solve([0.0, t_end], t_interp=t_eval)
+    samples = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        sol = sim.solve([0.0, t_end], t_interp=t_eval)
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples), t_eval.size, sol
+
+
+def run() -> dict:
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    rate, t_run, t_call, t_sens, n_cells, n_ch, _ = bench_pack()
+    figs = {}
+    ref = bench_pybamm()
+    if ref is None:
+        figs["pack_model.cell_steps_per_s"] = figure(
+            rate, "cell-steps/s", note=f"192s2p, 10 ms, 1 h UDDS current, {t_run:.2f} s per hour; pybamm not installed")
+    else:
+        t_pb, n_pb, _ = ref
+        pb_rate = n_pb / t_pb
+        figs["pack_model.cell_steps_per_s"] = figure(
+            rate, "cell-steps/s", baseline=pb_rate, ratio=rate / pb_rate,
+            note=f"192s2p, 10 ms, 1 h UDDS current, {t_run:.2f} s per hour; baseline PyBaMM Thevenin 1 cell, "
+                 f"{t_pb:.2f} s per hour at 10 ms output (IDAKLU)")
+    figs["pack_model.python_step_us"] = figure(
+        t_call * 1e6, "us/step", note=f"one pack_step ({n_cells} cells) called from a Python loop (co-simulation path)")
+    figs["pack_model.sensors_sample_us"] = figure(t_sens * 1e6, "us/sample", note=f"all {n_ch} sensor channels")
+    return figs
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(k, v)
