@@ -1,0 +1,239 @@
+"""The BMS node: frames in, the firmware step on its task period, frames out.
+
+    node = BmsNode(bus, "bms_fil_heavy_duty_192s", clock=SimClock())
+    node.step_to(t_s)     # lock-step: take what the bus holds (stamped t_s), run every step due
+                          # up to t_s (inputs assembled at each step time), send the frames due
+    node.receive(frames, t_s)   # or hand frames over directly (no bus)
+    node.run(duration_s)        # wall-clock loop: bus.recv(timeout) until the next deadline
+
+Tasks: the step every ``step_period_s`` of the map (the SOC estimator runs inside it on its own
+slower period); each transmitted message on its DBC cycle time; timeouts evaluated at every
+step. Nothing here reads the wall clock: time comes from the injected clock or the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import can
+import numpy as np
+
+from bms import core
+from bms import layout as L
+from bms.contactors import MAINS
+from bms.diag_table import FAULTS
+from bms.node.clock import SimClock, WallClock
+from bms.node.rx import Receiver
+from bms.node.stats import NodeStats
+from bms.node.tx import Transmitter
+from bms.signal_map import DEFAULT_MAP, SignalMap, load_map
+
+MAX_CATCH_UP = 10  # steps run back to back when late; beyond, one step covers the gap
+
+
+class BmsNode:
+    """BMS firmware behind a python-can bus (or fed directly with :meth:`receive`)."""
+
+    def __init__(self, bus: can.BusABC | None = None, smap: SignalMap | str = DEFAULT_MAP,
+                 clock: SimClock | WallClock | None = None, state: core.State | None = None,
+                 t0_s: float | None = None):
+        self.smap = smap if isinstance(smap, SignalMap) else load_map(smap)
+        self.bus = bus
+        self.clock = clock if clock is not None else SimClock()
+        self.prm = self.smap.pack.params()
+        self.st = state if state is not None else core.new_state(self.prm)
+        self.inp = core.new_inputs(self.prm)
+        self.rx = Receiver(self.smap)
+        t0 = self.clock.now_s() if t0_s is None else float(t0_s)
+        self.tx = Transmitter(self.smap, t0)
+        self.stats = NodeStats()
+        self.period_s = self.smap.step_period_s
+        self.t0_s = t0
+        self.t_s = t0                      # time of the last step
+        self.next_step_s = t0
+        self.external_feedback = 0         # contactor feedback bits when the map's source is "external"
+        self.service_reset = False         # a service tool asks to clear persistent faults
+        self.shutdown_requested = False
+        self.sent: list[can.Message] = []  # frames "sent" when the node has no bus (offline use)
+        self._initialised = state is not None
+        self._heard: set[str] = set()
+        self._cmu_names = self.rx.board_sources
+
+    # ---- receive -------------------------------------------------------------------------
+    def receive(self, frames: Iterable[can.Message], t_s: float | None = None) -> np.ndarray:
+        """Screen and decode frames received at ``t_s`` (default: the clock's now); returns verdicts."""
+        frames = list(frames)
+        if not frames:
+            return np.zeros(0, np.int8)
+        v = self.rx.receive(frames, self.clock.now_s() if t_s is None else t_s)
+        self.stats.count(v)
+        return v
+
+    def poll_bus(self, t_s: float | None = None, max_frames: int = 100000) -> int:
+        """Take every frame the bus holds now (non-blocking), stamped ``t_s``; returns the count."""
+        if self.bus is None:
+            return 0
+        frames = []
+        while len(frames) < max_frames:
+            msg = self.bus.recv(timeout=0.0)
+            if msg is None:
+                break
+            frames.append(msg)
+        self.receive(frames, t_s)
+        return len(frames)
+
+    # ---- tasks ---------------------------------------------------------------------------
+    def step_to(self, t_s: float, poll: bool = True, count_overruns: bool = False) -> int:
+        """Process everything received up to ``t_s``, run every step due at or before ``t_s`` and
+        send the frames due; returns the number of steps run."""
+        if poll:
+            self.poll_bus(t_s)
+        due = int(math.floor((t_s - self.next_step_s) / self.period_s + 1e-9)) + 1
+        if due <= 0:
+            return 0
+        if count_overruns and due > 1:
+            self.stats.overruns += due - 1
+        if due > MAX_CATCH_UP:  # one step covers the gap (timers stay true to elapsed time)
+            t_k = self.next_step_s + (due - 1) * self.period_s
+            self._step(t_k, t_k - self.t_s if self.stats.steps else self.period_s)
+            self._transmit(t_k)
+        else:
+            for _ in range(due):
+                t_k = self.next_step_s
+                self._step(t_k, self.period_s)
+                self._transmit(t_k)
+                self.next_step_s = t_k + self.period_s
+        self.next_step_s = self.t_s + self.period_s
+        return due
+
+    def _feedback(self) -> int:
+        if self.smap.feedback_source == "external":
+            return int(self.external_feedback)
+        return int(self.st.s[L.S_CONTACTORS])  # no auxiliary contacts: the command is the feedback
+
+    def _step(self, t_s: float, dt_s: float) -> None:
+        t_begin = self.clock.now_s()
+        inp, u = self.inp, self.inp.u
+        self.rx.assemble(inp, t_s, self._feedback())
+        if self.shutdown_requested:  # internal request: standby, contactors open under the break-current rule
+            u[L.U_VCU_REQUEST], u[L.U_VCU_VALID], u[L.U_VCU_AGE_S], u[L.U_VCU_RESET] = L.REQ_STANDBY, 1.0, 0.0, 0.0
+        u[L.U_SERVICE_RESET] = 1.0 if self.service_reset else 0.0
+        if not self._initialised:
+            fresh = bool(np.all(inp.board_valid & (inp.board_age_s < self.prm.diag[L.F_COMM_CMU, L.D_WARN])))
+            if fresh or t_s - self.t0_s >= self.prm.pp[L.P_INIT_S]:
+                core.initialise(self.st, self.prm, inp)
+                self._initialised = True
+        core.step(self.st, inp, self.prm, dt_s)
+        self.t_s = t_s
+        self.stats.steps += 1
+        self.stats.max_step_s = max(self.stats.max_step_s, self.clock.now_s() - t_begin)
+        silent = self.rx.silent(t_s)
+        for name, s in silent.items():
+            if not s:
+                self._heard.add(name)
+            elif name in self._heard and not self.stats.silent.get(name, False):
+                self.stats.timeouts[name] = self.stats.timeouts.get(name, 0) + 1
+        self.stats.silent = silent
+
+    def cmu_timeout_mask(self) -> int:
+        return sum(1 << b for b, n in enumerate(self._cmu_names) if self.stats.silent.get(n, True))
+
+    def _transmit(self, t_s: float, only: tuple[str, ...] | None = None) -> int:
+        self.tx.fill(self.st, self.inp, self.prm, self.cmu_timeout_mask())
+        frames = self.tx.due(t_s, only)
+        self.stats.tx_saturated = self.tx.saturated
+        for fid, ext, data in frames:
+            msg = can.Message(arbitration_id=fid, is_extended_id=ext, data=data, timestamp=t_s)
+            if self.bus is None:
+                self.sent.append(msg)
+                continue
+            try:
+                self.bus.send(msg)
+            except can.CanError:
+                self.stats.tx_errors += 1
+                continue
+            self.stats.frames_out += 1
+        return len(frames)
+
+    def send_now(self, *message_names: str) -> int:
+        """Send the named messages immediately (outside their schedule), e.g. a final state frame."""
+        return self._transmit(self.t_s, tuple(message_names))
+
+    # ---- wall-clock loop, shutdown ---------------------------------------------------------
+    def run(self, duration_s: float | None = None, stop: Callable[[], bool] = lambda: False,
+            on_status: Callable[[dict], None] | None = None, status_period_s: float = 0.5) -> None:
+        """Real-time loop: receive (stamped on arrival) while waiting for the next step deadline,
+        run the due steps and sends; until ``stop()`` or ``duration_s`` elapsed."""
+        if self.bus is None:
+            raise ValueError("BmsNode.run needs a bus")
+        t_start = self.clock.now_s()
+        next_status = t_start
+        while not stop():
+            now = self.clock.now_s()
+            if duration_s is not None and now - t_start >= duration_s:
+                break
+            self.step_to(now, poll=False, count_overruns=True)
+            if on_status is not None and now >= next_status:
+                on_status(self.status())
+                next_status = now + status_period_s
+            wait = self.next_step_s - self.clock.now_s()
+            msg = self.bus.recv(timeout=max(0.0, wait))
+            if msg is not None:
+                self.receive([msg], self.clock.now_s())
+
+    def request_shutdown(self) -> None:
+        """Ask the state machine for STANDBY (contactors open, subject to the break-current rule)."""
+        self.shutdown_requested = True
+
+    def contactors_open(self) -> bool:
+        return int(self.st.s[L.S_CONTACTORS]) & (MAINS | L.K_PRE) == 0
+
+    def shutdown(self, max_s: float = 3.0) -> bool:
+        """Request the contactors open, keep stepping until they are (at most ``max_s``), then send
+        a final state frame. Returns True if the contactors are open."""
+        self.request_shutdown()
+        t_start = self.clock.now_s()
+        while not self.contactors_open():
+            now = self.clock.now_s()
+            if now - t_start >= max_s:
+                break
+            if isinstance(self.clock, SimClock):
+                self.clock.set(max(now, self.next_step_s))
+                self.step_to(self.clock.now_s())
+            else:
+                self.step_to(now, count_overruns=True)
+                if self.bus is not None:
+                    msg = self.bus.recv(timeout=max(0.0, self.next_step_s - self.clock.now_s()))
+                    if msg is not None:
+                        self.receive([msg], self.clock.now_s())
+        names = [n for n in ("BMS_State",) if n in self.smap.tx_messages] or [self.smap.tx_messages[0]]
+        self.send_now(*names)
+        return self.contactors_open()
+
+    # ---- status ----------------------------------------------------------------------------
+    def status(self) -> dict:
+        """A snapshot for a status line or a log: state, SOC, extreme cells, faults, counters."""
+        y = self.st.out
+        state = y[L.Y_STATE]
+        fbits = 0 if math.isnan(y[L.Y_FAULT_BITS]) else int(y[L.Y_FAULT_BITS])
+        wbits = 0 if math.isnan(y[L.Y_WARN_BITS]) else int(y[L.Y_WARN_BITS])
+        return {
+            "t_s": self.t_s,
+            "state": L.STATE_NAMES[int(state)] if not math.isnan(state) else "-",
+            "contactors": int(self.st.s[L.S_CONTACTORS]),
+            "soc_pct": 100.0 * y[L.Y_SOC_DISPLAY],
+            "cell_v_min": y[L.Y_CELL_V_MIN], "cell_v_max": y[L.Y_CELL_V_MAX],
+            "pack_i_a": self.inp.u[L.U_PACK_I_A],
+            "faults": [f.name for f in FAULTS if fbits >> f.id & 1],
+            "warnings": [f.name for f in FAULTS if wbits >> f.id & 1],
+            "frames_in": self.stats.frames_in, "frames_out": self.stats.frames_out,
+            "rejected": self.stats.rejected_total, "overruns": self.stats.overruns,
+        }
+
+
+def status_line(s: dict) -> str:
+    """One line of :meth:`BmsNode.status`."""
+    faults = ",".join(s["faults"]) or "-"
+    return (f"t={s['t_s']:8.2f}s {s['state']:<9} SOC {s['soc_pct']:5.1f}% cell {s['cell_v_min']:.3f}..{s['cell_v_max']:.3f} V "
+            f"I {s['pack_i_a']:7.1f} A faults {faults} in {s['frames_in']} out {s['frames_out']} rej {s['rejected']}")
