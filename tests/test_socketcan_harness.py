@@ -187,6 +187,29 @@ def test_bms_vcan_cli_exits_with_the_inner_code(capsys):
     assert re.search(r"bms vcan: backend (host|uml), exit 5, [\d.]+ s", err)
 
 
+HOST_BACKEND_IN_GUEST = r"""
+from hil.socketcan import choose_backend, run_on_vcan
+# root in a kernel with SocketCAN: vcan0 is up, vcan7 is created by `ip link add`
+print(choose_backend(("vcan0", "vcan7")))
+r = run_on_vcan("ip -br link show type vcan | cut -d' ' -f1 | sort | tr '\n' ' '; exit 3",
+                channels=("vcan0", "vcan7"), timeout_s=20)
+print(r.backend, r.returncode, r.stdout, r.startup_s)
+r = run_on_vcan("echo started; sleep 50", timeout_s=1)
+print(r.backend, r.timed_out, r.returncode, r.stdout.strip(), r.elapsed_s < 3)
+"""
+
+
+@pytest.mark.socketcan
+def test_host_backend_for_real_inside_a_kernel_with_socketcan():
+    """The laptop path (host backend, creating a missing interface as root) run for real: in
+    a UML guest, whose kernel has SocketCAN, so it works on any machine the harness supports."""
+    result = run_on_vcan([sys.executable, "-c", HOST_BACKEND_IN_GUEST], cwd=ROOT,
+                         timeout_s=TIMEOUT_S, backend="uml")
+    assert (result.returncode, result.stderr) == (0, ""), result.output
+    assert result.stdout.splitlines() == [
+        "host", "host 3 vcan0 vcan7  0.0", "host True None started True"]
+
+
 # ---- no guest needed -------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -210,6 +233,13 @@ def test_forced_host_backend_is_either_usable_or_explains_the_laptop_setup():
     except HarnessError as exc:
         assert "sudo modprobe vcan; sudo ip link add dev vcan0 type vcan" in str(exc)
     assert choose_backend(("vcan0",), "uml") == "uml"
+
+
+def test_interface_state_is_read_from_sysfs():
+    from hil.socketcan.host import _interface_state
+
+    assert _interface_state("lo") == "not-can"
+    assert _interface_state("nosuchif0") == "missing"
 
 
 def test_host_runner_reports_exit_codes_signals_and_missing_programs(tmp_path):

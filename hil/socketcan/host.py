@@ -64,14 +64,15 @@ def ensure_host_vcan(channels: tuple[str, ...]) -> str | None:
         state = _interface_state(channel)
         if state == "not-can":
             return f"host interface {channel} exists but is not a CAN interface"
-        if state == "missing":
-            if not _ip("link", "add", "dev", channel, "type", "vcan"):
-                modprobe = shutil.which("modprobe")
-                if modprobe:
-                    subprocess.run([modprobe, "vcan"], capture_output=True, timeout=10)
-                if not _ip("link", "add", "dev", channel, "type", "vcan"):
-                    return f"cannot create {channel} (needs root and the vcan module)"
-            state = _interface_state(channel)
+        if state == "missing" and not _ip("link", "add", "dev", channel, "type", "vcan"):
+            modprobe = shutil.which("modprobe")
+            if modprobe:
+                subprocess.run([modprobe, "vcan"], capture_output=True, timeout=10)
+            _ip("link", "add", "dev", channel, "type", "vcan")
+        # re-read: a parallel run may have created it between our check and our `ip link add`
+        state = _interface_state(channel)
+        if state in ("missing", "not-can"):
+            return f"cannot create {channel} (needs root and the vcan module)"
         if state == "down" and not _ip("link", "set", "up", channel):
             return f"cannot bring {channel} up (needs root)"
     return None
