@@ -1,0 +1,138 @@
+"""Scoring of a SOC estimate against the truth, one definition for the sweep kernel and for
+``bms tune eval``: per-sample accumulators (numba), then a summary dict.
+
+Error ``e_k = z_est,k - z_true,k`` (fraction). Accumulators ``acc`` (NM,):
+
+====================  =====================================================================
+ M_SSE, M_N            sum of e^2 and sample count            -> rmse_pct = 100 sqrt(SSE / N)
+ M_MAX                 max |e|                                -> max_abs_pct
+ M_LAST_BAD            last index with |e| >= band (-1: none) -> converge_s (time of the next
+                       sample from the start; 0 if never out of band; None if still out at the end)
+ M_SSE_LATE, M_N_LATE  sums from sample ``k_late`` on         -> rmse_after_2h_pct (None if empty)
+ M_WORST_WIN           max over sliding windows of ``win_n`` samples of sqrt(mean e^2)
+                                                              -> worst_window_pct
+ M_BAND_SSE + b        e^2 summed where floor(10 z_true) = b  -> band_rmse_pct[b] (None if empty)
+ M_BAND_N + b          sample count in band b
+====================  =====================================================================
+
+The conventions (3 % band, 2 h) are those of :func:`bms.evaluate.metrics`; the extra ones are
+error by SOC band (tenths of SOC by the true value) and the worst window (default 10 min).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from bms.evaluate import AFTER_S, CONVERGE_BAND
+
+N_BANDS = 10
+M_SSE, M_N, M_MAX, M_LAST_BAD, M_SSE_LATE, M_N_LATE, M_WORST_WIN = range(7)
+M_BAND_SSE = 7
+M_BAND_N = M_BAND_SSE + N_BANDS
+NM = M_BAND_N + N_BANDS
+WINDOW_S = 600.0
+METRIC_NAMES = ("rmse_pct", "max_abs_pct", "converge_s", "rmse_after_2h_pct", "worst_window_pct")
+
+
+@nb.njit(cache=True)
+def acc_reset(acc, ring):
+    """Zero the accumulators (``M_LAST_BAD`` = -1) and the window ring buffer."""
+    acc[:] = 0.0
+    acc[M_LAST_BAD] = -1.0
+    ring[:] = 0.0
+
+
+@nb.njit(cache=True, inline="always")
+def acc_add(acc, ring, k, e, z_true, band, k_late, win_sum):
+    """Add sample ``k`` with error ``e`` (table in the module docstring); the window of
+    ``len(ring)`` samples keeps sum(e^2) in ``win_sum``: returns its new value."""
+    e2 = e * e
+    acc[M_SSE] += e2
+    acc[M_N] += 1.0
+    a = abs(e)
+    if a > acc[M_MAX]:
+        acc[M_MAX] = a
+    if a >= band:
+        acc[M_LAST_BAD] = k
+    if k >= k_late:
+        acc[M_SSE_LATE] += e2
+        acc[M_N_LATE] += 1.0
+    b = min(max(int(z_true * N_BANDS), 0), N_BANDS - 1)
+    acc[M_BAND_SSE + b] += e2
+    acc[M_BAND_N + b] += 1.0
+    wn = ring.shape[0]
+    slot = k % wn
+    win_sum += e2 - ring[slot]
+    ring[slot] = e2
+    if k >= wn - 1:
+        w = math.sqrt(max(win_sum, 0.0) / wn)
+        if w > acc[M_WORST_WIN]:
+            acc[M_WORST_WIN] = w
+    return win_sum
+
+
+@nb.njit(cache=True)
+def acc_finish(acc, ring):
+    """A run shorter than one window: its whole length is the worst window."""
+    if acc[M_N] < ring.shape[0]:
+        acc[M_WORST_WIN] = math.sqrt(acc[M_SSE] / max(acc[M_N], 1.0))
+
+
+@nb.njit(cache=True)
+def accumulate(err, z_true, band, k_late, win_n, acc):
+    """Accumulators of a whole error series (what the kernel adds up while it runs)."""
+    ring = np.zeros(max(win_n, 1))
+    acc_reset(acc, ring)
+    s = 0.0
+    for k in range(err.shape[0]):
+        s = acc_add(acc, ring, k, err[k], z_true[k], band, k_late, s)
+    acc_finish(acc, ring)
+
+
+def window_samples(time_s: np.ndarray, window_s: float = WINDOW_S) -> int:
+    """Samples in a window of ``window_s`` at the series' median sampling interval."""
+    if not window_s > 0:
+        raise ValueError(f"window must be > 0 s, got {window_s}")
+    dt = float(np.median(np.diff(time_s))) if time_s.size > 1 else 1.0
+    return max(1, int(round(window_s / dt)))
+
+
+def late_index(time_s: np.ndarray, after_s: float = AFTER_S) -> int:
+    return int(np.searchsorted(time_s - time_s[0], after_s - 1e-9))
+
+
+def summarise(acc: np.ndarray, time_s: np.ndarray) -> dict:
+    """Metric dict of one run's accumulators (``time_s``: the run's time column)."""
+    n = int(acc[M_N])
+    last_bad = int(acc[M_LAST_BAD])
+    rel = time_s - time_s[0]
+    if last_bad < 0:
+        conv = 0.0
+    elif last_bad >= n - 1:
+        conv = None
+    else:
+        conv = float(rel[last_bad + 1])
+    bands = [None if acc[M_BAND_N + b] == 0 else float(100 * math.sqrt(acc[M_BAND_SSE + b] / acc[M_BAND_N + b]))
+             for b in range(N_BANDS)]
+    return {
+        "rmse_pct": float(100 * math.sqrt(acc[M_SSE] / max(n, 1))),
+        "max_abs_pct": float(100 * acc[M_MAX]),
+        "converge_s": conv,
+        "rmse_after_2h_pct": (float(100 * math.sqrt(acc[M_SSE_LATE] / acc[M_N_LATE])) if acc[M_N_LATE] > 0
+                              else None),
+        "worst_window_pct": float(100 * acc[M_WORST_WIN]),
+        "band_rmse_pct": bands,
+    }
+
+
+def series_metrics(time_s: np.ndarray, soc_est: np.ndarray, soc_true: np.ndarray,
+                   window_s: float = WINDOW_S, band: float = CONVERGE_BAND) -> dict:
+    """Metric dict of an estimate series (same definitions as the sweep kernel)."""
+    acc = np.zeros(NM)
+    err = np.ascontiguousarray(soc_est - soc_true, dtype=float)
+    accumulate(err, np.ascontiguousarray(soc_true, dtype=float), band, late_index(time_s),
+               window_samples(time_s, window_s), acc)
+    return summarise(acc, time_s)
