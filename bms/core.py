@@ -161,6 +161,8 @@ def new_state(prm: PackParams) -> State:
     s[L.S_CRIT_T_S] = -1.0
     s[L.S_CAPACITY_AH] = prm.cell.capacity_ah
     out = np.full(L.NY, np.nan)
+    out[[L.Y_STATE, L.Y_CONTACTORS, L.Y_FAULT_BITS, L.Y_WARN_BITS, L.Y_SEVERITY, L.Y_N_BLEEDING]] = 0.0
+    out[[L.Y_I_CHG_LIM_A, L.Y_I_DIS_LIM_A, L.Y_P_CHG_LIM_W, L.Y_P_DIS_LIM_W]] = 0.0
     return State(s=s, out=out, bleed=np.zeros(n, dtype=np.bool_), x=x, P=P, fst=np.zeros((NF, L.NFS)),
                  fcnt=np.zeros((NF, 3)), q=np.full(NQ, np.nan), qloc=np.full(NQ, -1.0),
                  cell_ok=np.zeros(n, dtype=np.bool_), temp_ok=np.zeros(nt, dtype=np.bool_),
