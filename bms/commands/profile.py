@@ -22,7 +22,7 @@ def register(sub) -> None:
     f.add_argument("--eta", type=float, required=True, help="coulombic efficiency of charge")
     f.add_argument("--datasheet", required=True, help="TOML with a [cell] table of datasheet limits")
     f.add_argument("--soc-step", type=float, default=0.01, help="SOC grid step (default 0.01)")
-    f.add_argument("--iterations", type=int, default=3, help="OCV/dynamic alternations (default 3)")
+    f.add_argument("--iterations", type=int, default=1, help="passes over the drive files (default 1)")
     f.add_argument("-o", "--output", required=True, help="profile TOML to write")
     f.add_argument("--plot", help="PNG: measured vs model voltage and residual per drive file")
     f.set_defaults(func=run_fit)
@@ -34,9 +34,10 @@ def register(sub) -> None:
 
 
 def _table(rows) -> None:
-    print(f"  {'file':32s} {'T (C)':>6s} {'RMSE (mV)':>10s} {'max (mV)':>9s}")
+    print(f"  {'file':32s} {'T (C)':>6s} {'RMSE (mV)':>10s} {'<=97% SOC':>10s} {'max (mV)':>9s}")
     for r in rows:
-        print(f"  {Path(r.path).name:32s} {r.temp_c:6.1f} {1e3 * r.rmse_v:10.2f} {1e3 * r.max_abs_v:9.1f}")
+        print(f"  {Path(r.path).name:32s} {r.temp_c:6.1f} {1e3 * r.rmse_v:10.2f} {1e3 * r.rmse_fit_v:10.2f} "
+              f"{1e3 * r.max_abs_v:9.1f}")
 
 
 def run_fit(args: argparse.Namespace) -> int:

@@ -6,18 +6,22 @@ current from a rested state after a full charge (``z0 = soc_ref[0]``, ``v1 = v2 
 ``h = s = +1``) and the residual is ``v_model - v_measured`` at every sample. Fitted:
 ``R0`` (charge and discharge), ``R1, tau1``, ``R2, tau2``, the hysteresis rate ``gamma`` and
 the instantaneous hysteresis ``m0``; all positive ones in log space, every one bounded to a
-physical range (:data:`BOUNDS`).
+physical range (:data:`BOUNDS`). One more, ``p_extra_v``, is not a model parameter: the slow
+(diffusion) polarisation of the slow OCV test beyond ``I R_ss``; it moves the split of the slow
+curves' half-gap between hysteresis and polarisation (:mod:`bms.fit.ocv`), so the OCV/hysteresis
+rows are rebuilt from the slow curves at every evaluation by the caller's ``rows`` function.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from bms.labdata import DataError, LabData
-from bms.model import IH, IS, IZ, NX, CellParams, simulate
+from bms.model import IH, IS, IV1, IV2, IZ, NX, CellParams, simulate
 
 #: fitted per-temperature parameters, in profile-table order
 PARAM_KEYS = ("r0_chg_ohm", "r0_dis_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s", "gamma", "m0_v")
@@ -31,8 +35,16 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "tau2_s": (100.0, 5000.0),
     "gamma": (1.0, 2000.0),
     "m0_v": (0.0, 0.05),
+    "p_extra_v": (0.0, 0.1),
+    "v1_init_v": (0.0, 0.05),
+    "v2_init_v": (0.0, 0.05),
 }
-_LOG = tuple(k != "m0_v" for k in PARAM_KEYS)
+#: everything the drive fit adjusts: the model parameters and the slow-test extra polarisation
+FIT_KEYS = PARAM_KEYS + ("p_extra_v", "v1_init_v", "v2_init_v")
+#: nuisance parameters of one record (its initial RC voltages: the records start shortly after a charge)
+RECORD_KEYS = ("v1_init_v", "v2_init_v")
+_LINEAR = ("m0_v", "p_extra_v", "v1_init_v", "v2_init_v")
+_LOG = tuple(k not in _LINEAR for k in FIT_KEYS)
 
 
 def cell_params(soc: np.ndarray, temp_c: np.ndarray, ocv_v: np.ndarray, hyst_v: np.ndarray,
@@ -50,10 +62,13 @@ def cell_params(soc: np.ndarray, temp_c: np.ndarray, ocv_v: np.ndarray, hyst_v: 
     )
 
 
-def rested_full_state(soc0: float, h0: float = 1.0) -> np.ndarray:
-    """Initial state of a drive record: rested, SOC ``soc0``, hysteresis ``h0`` (after charge: +1)."""
+def rested_full_state(soc0: float, h0: float = 1.0, v1: float = 0.0, v2: float = 0.0) -> np.ndarray:
+    """Initial state of a drive record: SOC ``soc0``, hysteresis ``h0`` (after charge: +1), RC
+    voltages ``v1``, ``v2`` (0 when rested; the records start a few minutes after the charge)."""
     x0 = np.zeros(NX)
     x0[IZ] = soc0
+    x0[IV1] = v1
+    x0[IV2] = v2
     x0[IH] = h0
     x0[IS] = np.sign(h0)
     return x0
@@ -77,6 +92,7 @@ class DriveFit:
     rmse_v: float
     max_abs_v: float
     soc_gap_max: float  # max |model SOC - soc_ref| (coulomb counting vs the reference)
+    rmse_fit_v: float  # RMSE over the samples the fit uses (soc_ref <= soc_max)
     v_model: np.ndarray = field(repr=False)
     n_eval: int = 0
 
@@ -88,62 +104,82 @@ def record_temp_c(data: LabData) -> float:
     return float(t[0])
 
 
-def evaluate(p: CellParams, data: LabData, h0: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Model voltage and SOC along a record (driven by its current, from a rested full state)."""
+def evaluate(p: CellParams, data: LabData, h0: float = 1.0, v1: float = 0.0,
+             v2: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Model voltage and SOC along a record, driven by its current from the state
+    :func:`rested_full_state` (``soc_ref[0]``, ``h0``, ``v1``, ``v2``)."""
     if data.soc_ref is None:
         raise DataError(f"{data.path}: needs a soc_ref column (initial SOC)")
     dt = sample_step_s(data)
     temp = np.ascontiguousarray(data.temperature_c, dtype=np.float64)
     i_a = np.ascontiguousarray(data.current_a, dtype=np.float64)
-    return simulate(p, rested_full_state(float(data.soc_ref[0]), h0), i_a, temp, dt)
+    return simulate(p, rested_full_state(float(data.soc_ref[0]), h0, v1, v2), i_a, temp, dt)
 
 
 def _pack(values: dict[str, float]) -> np.ndarray:
-    return np.array([np.log(values[k]) if lg else values[k] for k, lg in zip(PARAM_KEYS, _LOG)])
+    return np.array([np.log(values[k]) if lg else values[k] for k, lg in zip(FIT_KEYS, _LOG)])
 
 
 def _unpack(u: np.ndarray) -> dict[str, float]:
-    return {k: float(np.exp(x) if lg else x) for k, x, lg in zip(PARAM_KEYS, u, _LOG)}
+    return {k: float(np.exp(x) if lg else x) for k, x, lg in zip(FIT_KEYS, u, _LOG)}
 
 
 def _clip(values: dict[str, float]) -> dict[str, float]:
+    """Starting values strictly inside the bounds."""
     out = {}
-    for k in PARAM_KEYS:
+    for k, lg in zip(FIT_KEYS, _LOG):
         lo, hi = BOUNDS[k]
-        span = hi - lo
-        out[k] = float(np.clip(values[k], lo + 1e-9 * span, hi - 1e-9 * span))
-        if _LOG[PARAM_KEYS.index(k)]:
-            out[k] = float(np.clip(values[k], lo * (1 + 1e-9), hi * (1 - 1e-9)))
+        v = float(values.get(k, lo))
+        out[k] = float(np.clip(v, lo * (1 + 1e-6), hi * (1 - 1e-6)) if lg else np.clip(v, lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo)))
     return out
 
 
-def fit_drive(data: LabData, soc: np.ndarray, ocv_row: np.ndarray, hyst_row: np.ndarray,
-              guess: dict[str, float], capacity_ah: float, eta_chg: float, i_sign_a: float,
-              max_nfev: int = 200) -> DriveFit:
-    """Least-squares fit of :data:`PARAM_KEYS` at the record's temperature (one-row tables)."""
+RowsFn = Callable[[dict[str, float]], tuple[np.ndarray, np.ndarray]]
+
+
+def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, float], capacity_ah: float,
+              eta_chg: float, i_sign_a: float, max_nfev: int = 200, soc_max: float = 0.97) -> DriveFit:
+    """Least-squares fit of :data:`FIT_KEYS` at the record's temperature.
+
+    ``rows(values) -> (ocv_row, hyst_row)`` gives the OCV and hysteresis-amplitude rows (nS,)
+    for the current parameter values (they depend on ``gamma``, ``m0_v``, the resistances and
+    ``p_extra_v`` through the slow curves). Samples above ``soc_max`` (the top of the SOC range,
+    where the OCV from slow curves is least known and the record starts just after a charge)
+    are left out of the residual; the simulation still runs through them."""
     temp_c = record_temp_c(data)
     temps = np.array([temp_c])
 
     def params(values):
-        return cell_params(soc, temps, ocv_row, hyst_row, {k: np.array([v]) for k, v in values.items()},
+        ocv_row, hyst_row = rows(values)
+        return cell_params(soc, temps, ocv_row, hyst_row, {k: np.array([values[k]]) for k in PARAM_KEYS},
                            capacity_ah, eta_chg, i_sign_a)
 
-    def resid(u):
-        v, _ = evaluate(params(_unpack(u)), data)
-        return v - data.voltage_v
+    use = data.soc_ref <= soc_max
+    if use.sum() < 100:
+        raise DataError(f"{data.path}: fewer than 100 samples at SOC <= {soc_max}")
 
-    lo = np.array([np.log(BOUNDS[k][0]) if lg else BOUNDS[k][0] for k, lg in zip(PARAM_KEYS, _LOG)])
-    hi = np.array([np.log(BOUNDS[k][1]) if lg else BOUNDS[k][1] for k, lg in zip(PARAM_KEYS, _LOG)])
+    def resid(u):
+        values = _unpack(u)
+        v, _ = evaluate(params(values), data, 1.0, values["v1_init_v"], values["v2_init_v"])
+        return (v - data.voltage_v)[use]
+
+    lo = np.array([np.log(BOUNDS[k][0]) if lg else BOUNDS[k][0] for k, lg in zip(FIT_KEYS, _LOG)])
+    hi = np.array([np.log(BOUNDS[k][1]) if lg else BOUNDS[k][1] for k, lg in zip(FIT_KEYS, _LOG)])
     res = least_squares(resid, _pack(_clip(guess)), bounds=(lo, hi), x_scale=1.0, diff_step=1e-4,
                         max_nfev=max_nfev)
     values = _unpack(res.x)
-    return score(params(values), data, values, n_eval=int(res.nfev))
+    return score(params(values), data, values, n_eval=int(res.nfev), soc_max=soc_max)
 
 
-def score(p: CellParams, data: LabData, values: dict[str, float] | None = None, n_eval: int = 0) -> DriveFit:
-    """Voltage RMSE / max error and SOC bookkeeping of the model ``p`` on a record."""
-    v, z = evaluate(p, data)
+def score(p: CellParams, data: LabData, values: dict[str, float] | None = None, n_eval: int = 0,
+          soc_max: float = 0.97) -> DriveFit:
+    """Voltage RMSE / max error and SOC bookkeeping of the model ``p`` on a record (initial RC
+    voltages from ``values`` if given, else 0)."""
+    values = values or {}
+    v, z = evaluate(p, data, 1.0, values.get("v1_init_v", 0.0), values.get("v2_init_v", 0.0))
     r = v - data.voltage_v
     gap = float(np.max(np.abs(z - data.soc_ref)))
+    rf = r[data.soc_ref <= soc_max]
     return DriveFit(str(data.path), record_temp_c(data), dict(values or {}), float(np.sqrt(np.mean(r * r))),
-                    float(np.max(np.abs(r))), gap, v, n_eval)
+                    float(np.max(np.abs(r))), gap, float(np.sqrt(np.mean(rf * rf))) if rf.size else float("nan"),
+                    v, n_eval)

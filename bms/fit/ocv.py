@@ -3,19 +3,24 @@
 The slow curves are read as the model (``bms.model``) would produce them under a small
 constant current ``I`` (discharge from full after a charge, then charge from empty)::
 
-    v_dis(z) = OCV(z) + M(z) h_dis(z) - m0 - I R_ss        h_dis(z) = -1 + 2 exp(-gamma (1 - z))
-    v_chg(z) = OCV(z) + M(z) h_chg(z) + m0 + I R_ss        h_chg(z) =  1 - 2 exp(-gamma eta z)
+    v_dis(z) = OCV(z) + M(z) h_dis(z) - m0 - P        h_dis(z) = -1 + 2 exp(-gamma (1 - z))
+    v_chg(z) = OCV(z) + M(z) h_chg(z) + m0 + P        h_chg(z) =  1 - 2 exp(-gamma eta z)
 
-with ``R_ss = (R0_chg + R0_dis)/2 + R1 + R2`` the steady-state resistance (at C/50 the RC
-pairs are settled: the resistive part is ``I R_ss``, ~2-3 mV at 25 C for the Winston cell).
-Hence, where both hysteresis states are saturated (``h_chg - h_dis >= 1.5``) in the core
-SOC range, ``M = (v_chg - v_dis - 2 m0 - 2 I R_ss) / (h_chg - h_dis)``: the half-gap minus the
-resistive part minus the instantaneous hysteresis ``m0``; outside it ``M`` holds its edge value.
+with ``P`` the polarisation of the slow test: at least ``I R_ss``, ``R_ss = (R0_chg +
+R0_dis)/2 + R1 + R2`` the model's steady-state resistance (at C/50 the RC pairs are settled),
+plus any slower (diffusion) part the 2RC model does not carry; :mod:`bms.fit.dynamic` fits
+that extra part on the drive-cycle rests. Hence, where both hysteresis states are saturated
+(``h_chg - h_dis >= 1.5``) in the core SOC range, ``M = (v_chg - v_dis - 2 m0 - 2 P) /
+(h_chg - h_dis)``: the half-gap minus the polarisation minus the instantaneous hysteresis
+``m0``; outside it ``M`` holds its edge value. Near the ends the half-gap grows with the
+curves' end-of-charge/-discharge polarisation, not hysteresis: above the plateau (SOC
+0.2..0.8) ``M`` is capped at the plateau median, below it at 1.5 times that median.
 OCV is a weighted mean of the two curves' OCV estimates: 1/2 each in the middle, the
 discharge curve only near full (the charge curve bends up there from polarisation) and the
 charge curve only near empty (the discharge curve collapses there), and never a point
-where a curve sits clamped at a voltage cutoff. Finally the rows are made non-decreasing in
-SOC by isotonic regression (the least-squares closest monotone curve).
+where a curve sits clamped at a voltage cutoff. Finally both branches ``OCV - M`` and
+``OCV + M`` are made non-decreasing in SOC by isotonic regression (the least-squares closest
+monotone curve), so OCV is monotone and a rested voltage maps to one SOC on either branch.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ from bms.labdata import DataError
 
 #: SOC range where the half-gap is read as hysteresis; outside, M holds its edge value
 CORE_SOC = (0.10, 0.95)
+#: SOC range whose median M caps M above it (the charge curve's end-of-charge polarisation)
+#: and, times LOW_CAP, below it (the discharge curve's end-of-discharge polarisation)
+PLATEAU_SOC = (0.20, 0.80)
+LOW_CAP = 1.5
 #: weight of the discharge curve in the OCV: 0 below LO, 1/2 between, 1 above HI (linear ramps)
 W_DIS_KNOTS = ((0.0, 0.0), (0.03, 0.0), (0.10, 0.5), (0.90, 0.5), (0.97, 1.0), (1.0, 1.0))
 
@@ -123,39 +132,54 @@ def monotone(v: np.ndarray) -> np.ndarray:
     return np.asarray(isotonic_regression(np.asarray(v, dtype=float), increasing=True).x)
 
 
-def ocv_hyst(curves: SlowCurves, gamma: np.ndarray, m0_v: np.ndarray, r_ss_ohm: np.ndarray,
-             eta_chg: float) -> tuple[np.ndarray, np.ndarray]:
-    """OCV and hysteresis-amplitude tables (nT, nS) from slow curves given, per temperature of
-    ``curves``, the hysteresis rate ``gamma``, instantaneous hysteresis ``m0_v`` and the
-    steady-state resistance ``r_ss_ohm`` (equations in the module docstring)."""
+def ocv_hyst_row(curves: SlowCurves, j: int, gamma: float, m0_v: float, p_slow_v: float,
+                 eta_chg: float) -> tuple[np.ndarray, np.ndarray]:
+    """OCV and hysteresis-amplitude rows (nS,) at temperature row ``j`` of ``curves`` given the
+    hysteresis rate ``gamma``, the instantaneous hysteresis ``m0_v`` and the polarisation of the
+    slow test ``p_slow_v`` (``I R_ss`` plus any slower diffusion part; module docstring)."""
     z = curves.soc
-    nt = curves.temp_c.size
-    gamma, m0_v, r_ss_ohm = (np.broadcast_to(np.asarray(a, float), (nt,)) for a in (gamma, m0_v, r_ss_ohm))
     kz, kw = zip(*W_DIS_KNOTS)
-    w_dis0 = np.interp(z, kz, kw)
     core = (z >= CORE_SOC[0] - 1e-9) & (z <= CORE_SOC[1] + 1e-9)
-    ocv = np.empty((nt, z.size))
-    hyst = np.empty((nt, z.size))
-    for j in range(nt):
-        vd, vc = curves.v_dis[j], curves.v_chg[j]
-        ir = curves.i_slow_a * r_ss_ohm[j]
-        h_dis = -1.0 + 2.0 * np.exp(-gamma[j] * (1.0 - z))
-        h_chg = 1.0 - 2.0 * np.exp(-gamma[j] * eta_chg * z)
-        dh = h_chg - h_dis
-        ok = core & (dh >= 1.5) & ~_clamped(vd, "low") & ~_clamped(vc, "high")
-        if ok.sum() < 2:
-            raise DataError(f"{curves.path}: at {curves.temp_c[j]} C fewer than 2 usable SOC points for the hysteresis")
-        m_raw = np.maximum((vc - vd - 2.0 * m0_v[j] - 2.0 * ir) / np.where(ok, dh, 1.0), 0.0)
-        zi = z[ok]
-        m = np.interp(z, zi, m_raw[ok])  # linear across gaps, edge values held outside
-        ocv_d = vd - m * h_dis + m0_v[j] + ir
-        ocv_c = vc - m * h_chg - m0_v[j] - ir
-        w = w_dis0.copy()
-        w[_clamped(vd, "low")] = 0.0
-        w[_clamped(vc, "high")] = 1.0
-        ocv[j] = monotone(w * ocv_d + (1.0 - w) * ocv_c)
-        hyst[j] = m
-    return ocv, hyst
+    vd, vc = curves.v_dis[j], curves.v_chg[j]
+    cl_d, cl_c = _clamped(vd, "low"), _clamped(vc, "high")
+    h_dis = -1.0 + 2.0 * np.exp(-gamma * (1.0 - z))
+    h_chg = 1.0 - 2.0 * np.exp(-gamma * eta_chg * z)
+    dh = h_chg - h_dis
+    ok = core & (dh >= 1.5) & ~cl_d & ~cl_c
+    if ok.sum() < 2:
+        raise DataError(f"{curves.path}: at {curves.temp_c[j]} C fewer than 2 usable SOC points for the hysteresis")
+    m_raw = np.maximum((vc - vd - 2.0 * m0_v - 2.0 * p_slow_v) / np.where(ok, dh, 1.0), 0.0)
+    m = np.interp(z, z[ok], m_raw[ok])  # linear across gaps, edge values held outside
+    plateau = ok & (z >= PLATEAU_SOC[0] - 1e-9) & (z <= PLATEAU_SOC[1] + 1e-9)
+    if plateau.any():
+        m_ref = float(np.median(m_raw[plateau]))
+        m = np.where(z > PLATEAU_SOC[1], np.minimum(m, m_ref), m)
+        m = np.where(z < PLATEAU_SOC[0], np.minimum(m, LOW_CAP * m_ref), m)
+    ocv_d = vd - m * h_dis + m0_v + p_slow_v
+    ocv_c = vc - m * h_chg - m0_v - p_slow_v
+    w = np.interp(z, kz, kw)
+    w[cl_d] = 0.0
+    w[cl_c] = 1.0
+    return monotone_branches(w * ocv_d + (1.0 - w) * ocv_c, m)
+
+
+def monotone_branches(ocv_v: np.ndarray, hyst_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Make the discharge (OCV - M) and charge (OCV + M) branches non-decreasing in SOC by
+    isotonic regression, then OCV = mean and M = half-difference (so OCV is monotone too and
+    a rested voltage maps to one SOC on either branch)."""
+    lo = monotone(ocv_v - hyst_v)
+    hi = np.maximum(monotone(ocv_v + hyst_v), lo)
+    return 0.5 * (lo + hi), 0.5 * (hi - lo)
+
+
+def ocv_hyst(curves: SlowCurves, gamma: np.ndarray, m0_v: np.ndarray, p_slow_v: np.ndarray,
+             eta_chg: float) -> tuple[np.ndarray, np.ndarray]:
+    """OCV and hysteresis-amplitude tables (nT, nS): :func:`ocv_hyst_row` at every temperature
+    of ``curves`` (per-temperature arrays, or scalars for all)."""
+    nt = curves.temp_c.size
+    g, m0, ps = (np.broadcast_to(np.asarray(a, float), (nt,)) for a in (gamma, m0_v, p_slow_v))
+    rows = [ocv_hyst_row(curves, j, g[j], m0[j], ps[j], eta_chg) for j in range(nt)]
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
 def mid_half_gap(curves: SlowCurves, lo: float = 0.2, hi: float = 0.8) -> np.ndarray:

@@ -1,6 +1,8 @@
 """``bms profile fit`` end to end: slow curves -> OCV/hysteresis, drive cycles -> dynamic
-parameters, temperature rule -> full tables, iterated a few times because the OCV/hysteresis
-split uses the fitted ``gamma``, ``m0`` and resistances (see :mod:`bms.fit.ocv`)."""
+parameters, temperature rule -> full tables. The OCV/hysteresis split uses the fitted ``gamma``,
+``m0``, resistances and slow-test polarisation (:mod:`bms.fit.ocv`): at drive-cycle temperatures
+the rows are rebuilt inside the least squares; at the others from the temperature rule.
+``iterations`` > 1 repeats the drive fits from the previous pass (warm start; rarely useful)."""
 
 from __future__ import annotations
 
@@ -40,13 +42,22 @@ def initial_guess(temp_c: np.ndarray, capacity_ah: float) -> dict[str, np.ndarra
     n = np.ones_like(f)
     g = {"r0_chg_ohm": 0.08 / capacity_ah * f, "r0_dis_ohm": 0.08 / capacity_ah * f,
          "r1_ohm": 0.03 / capacity_ah * f, "tau1_s": 10.0 * n, "r2_ohm": 0.08 / capacity_ah * f,
-         "tau2_s": 300.0 * n, "gamma": 100.0 * n, "m0_v": 0.002 * n}
+         "tau2_s": 300.0 * n, "gamma": 100.0 * n, "m0_v": 0.002 * n, "p_extra_v": 0.002 * n}
     return {k: np.clip(v, *dynamic.BOUNDS[k]) for k, v in g.items()}
 
 
-def r_steady(dyn: dict[str, np.ndarray]) -> np.ndarray:
+def r_steady(dyn) -> np.ndarray:
     """Steady-state (slow-current) resistance (R0_chg + R0_dis)/2 + R1 + R2."""
     return 0.5 * (dyn["r0_chg_ohm"] + dyn["r0_dis_ohm"]) + dyn["r1_ohm"] + dyn["r2_ohm"]
+
+
+def p_slow(dyn, i_slow_a: float):
+    """Polarisation of the slow test: I R_ss plus the fitted extra (diffusion) part."""
+    return i_slow_a * r_steady(dyn) + dyn["p_extra_v"]
+
+
+def _round_list(a, digits: int) -> list:
+    return np.round(np.asarray(a, dtype=float), digits).tolist()
 
 
 @dataclass
@@ -58,7 +69,7 @@ class FitResult:
 
 def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: list[str | Path],
                 capacity_ah: float, eta_chg: float, datasheet: str | Path, dsoc: float = 0.01,
-                iterations: int = 3, i_sign_a: float | None = None, log=print) -> FitResult:
+                iterations: int = 1, i_sign_a: float | None = None, log=print) -> FitResult:
     """Fit a whole cell profile (module docstring); ``log`` receives progress lines."""
     info, limits = load_datasheet(datasheet)
     if not capacity_ah > 0 or not 0.8 <= eta_chg <= 1.0:
@@ -81,17 +92,23 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
     dyn = initial_guess(temps, capacity_ah)
     fits: list[dynamic.DriveFit] = []
     for it in range(max(1, iterations)):
-        ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], r_steady(dyn), eta_chg)
-        fits = []
+        fits_prev, fits = fits, []
         for rec, j in zip(records, rows):
-            guess = {k: float(dyn[k][j]) for k in dynamic.PARAM_KEYS}
-            f = dynamic.fit_drive(rec, curves.soc, ocv_v[j], hyst_v[j], guess, capacity_ah, eta_chg, i_sign)
+            guess = {k: float(dyn[k][j]) for k in dynamic.FIT_KEYS if k in dyn}
+            if fits_prev:
+                guess.update({k: fits_prev[len(fits)].values[k] for k in dynamic.RECORD_KEYS})
+
+            def rows_fn(v, j=j):
+                return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a), eta_chg)
+
+            f = dynamic.fit_drive(rec, curves.soc, rows_fn, guess, capacity_ah, eta_chg, i_sign)
             log(f"  pass {it + 1}: {Path(rec.path).name} at {f.temp_c:g} C: RMSE {1e3 * f.rmse_v:.2f} mV "
                 f"({f.n_eval} evaluations)")
             fits.append(f)
-        fitted = {k: np.array([f.values[k] for f in fits]) for k in dynamic.PARAM_KEYS}
+        fitted = {k: np.array([f.values[k] for f in fits]) for k in dynamic.FIT_KEYS if k not in dynamic.RECORD_KEYS}
         dyn = temperature.extend(fit_t, fitted, temps, half_gap)
-    ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], r_steady(dyn), eta_chg)
+    ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], p_slow(dyn, i_slow_a), eta_chg)
+    p_extra = dyn.pop("p_extra_v")
     prof = Profile(name=name, path=Path(f"{name}.toml"), chemistry=info["chemistry"], capacity_ah=capacity_ah,
                    eta_chg=eta_chg, limits=limits, soc=curves.soc, temp_c=temps,
                    tables={"ocv_v": ocv_v, "hyst_v": hyst_v, **dyn}, source=info["source"], i_sign_a=i_sign)
@@ -104,7 +121,12 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
                       "state (bms/fit/ocv.py), isotonic (non-decreasing) in SOC",
         "hyst_method": "M = (v_chg - v_dis - 2 m0 - 2 I R_ss) / (h_chg - h_dis) in SOC "
                        f"{ocv.CORE_SOC[0]}..{ocv.CORE_SOC[1]}, edge values held outside",
+        "initial_rc_mv": {Path(s.path).name: [round(1e3 * f.values[k], 2) for k in dynamic.RECORD_KEYS]
+                          for s, f in zip(scores, fits)},
         "rmse_mv": {Path(s.path).name: round(1e3 * s.rmse_v, 3) for s in scores},
+        "slow_polarisation_extra_mv": _round_list(1e3 * p_extra, 2),
+        "slow_polarisation_total_mv": _round_list(1e3 * (p_extra + i_slow_a * r_steady(dyn)), 2),
+        "rmse_soc_le_0.97_mv": {Path(s.path).name: round(1e3 * s.rmse_fit_v, 3) for s in scores},
         "max_abs_mv": {Path(s.path).name: round(1e3 * s.max_abs_v, 2) for s in scores},
     }
     return FitResult(prof, scores, records)

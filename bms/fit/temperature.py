@@ -3,9 +3,9 @@ temperatures that have drive-cycle data.
 
 * At a drive-cycle temperature: the fitted value.
 * Between two of them: Arrhenius interpolation, ``ln p`` linear in ``1/T`` (kelvin), between
-  the neighbours (``m0`` linear in ``1/T``; it may be 0).
+  the neighbours (``m0`` and the slow-test extra polarisation linear in ``1/T``; they may be 0).
 * Below the coldest one: held at the coldest value (no extrapolation into the cold).
-* Above the warmest one (``T_w``): resistances follow ``p(T) = p(T_w) exp(B_HOT (1/T - 1/T_w))``
+* Above the warmest one (``T_w``): resistances (and the slow-test extra polarisation) follow ``p(T) = p(T_w) exp(B_HOT (1/T - 1/T_w))``
   with ``B_HOT = ln(1.2/0.8) / (1/298.15 - 1/318.15) = 1923 K``: the data README's apparent 1 s
   resistance of the Winston cell, ~1.2 mOhm at 25 C and ~0.8 mOhm at 45 C; time constants and
   ``gamma`` are held at ``T_w``; ``m0`` scales with the slow curves' mid-SOC half-gap
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from bms.fit.dynamic import BOUNDS, PARAM_KEYS
+from bms.fit.dynamic import BOUNDS, FIT_KEYS
 
 KELVIN = 273.15
 #: activation temperature (K) of the resistances above the warmest drive-cycle temperature
 B_HOT_K = float(np.log(1.2 / 0.8) / (1.0 / 298.15 - 1.0 / 318.15))
-RESISTIVE = ("r0_chg_ohm", "r0_dis_ohm", "r1_ohm", "r2_ohm")
+RESISTIVE = ("r0_chg_ohm", "r0_dis_ohm", "r1_ohm", "r2_ohm", "p_extra_v")
 HELD_HOT = ("tau1_s", "tau2_s", "gamma")
 
 RULE_TEXT = (
@@ -52,10 +52,12 @@ def extend(fit_temp_c: np.ndarray, fit_values: dict[str, np.ndarray], out_temp_c
     if half_gap_out is not None and ft[-1] in ot:
         g_ref = float(np.asarray(half_gap_out)[np.flatnonzero(ot == ft[-1])[0]])
     out = {}
-    for k in PARAM_KEYS:
+    for k in FIT_KEYS:
+        if k not in fit_values:
+            continue
         v = np.asarray(fit_values[k], dtype=float)[order]
         lo, hi = BOUNDS[k]
-        if k == "m0_v":
+        if k in ("m0_v", "p_extra_v"):
             # np.interp needs ascending x: 1/T descends with T, so reverse
             res = np.interp(inv_o, inv_f[::-1], v[::-1])
         else:
