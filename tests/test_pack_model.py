@@ -1,5 +1,6 @@
-"""Pack model (hil.pack): conservation of charge and energy, thermal balance, analytic cases
-(2RC step response, precharge exponential), parallel split, hysteresis, faults, sensors."""
+"""Pack model (hil.pack): parameters, conservation of charge and energy, thermal balance, analytic
+cases (2RC step response, precharge exponential), cells (parallel split, hysteresis, Arrhenius,
+SOC-dependent resistance, self-discharge). Circuit, faults and sensors: test_pack_circuit_sensors.py."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ from scipy.interpolate import RegularGridInterpolator
 from bms.profile import CellLimits, Profile, load_profile, save_profile
 from hil.pack import (
     A_E_BLEED, A_E_DIS, A_E_LOAD, A_E_PATH, A_E_PRE, A_E_TERM, A_Q_AMB, A_Q_COOL, A_Q_PACK, C_C1, C_C2, C_R0C,
-    C_R0D, C_SD, E_IBL, E_V, IN_FLOW, IN_I_A, IN_K0, IN_KIND, IN_P_W, IN_TCOOL, K_NEG, K_POS, K_PRE, PK_BADIN,
-    PK_ETH, PK_IDEM, PK_IPACK, PK_IPEAK, PK_K0, PK_KBREAK0, PK_PLIM, PK_RTH, PK_TCOOL_OUT, PK_VBUS, PK_VPACK,
-    S_HI, S_LO, X_H, X_I, X_QGEN, X_QTOT, X_T, X_V1, X_V2, X_Z, PackGeometry, PackSpread, build_params,
-    init_state, new_faults, new_inputs, pack_step, sample_sensors,
+    C_R0D, C_SD, E_IBL, E_V, IN_FLOW, IN_I_A, IN_K0, IN_TCOOL, K_NEG, K_POS, K_PRE, PK_BADIN,
+    PK_ETH, PK_IDEM, PK_IPACK, PK_IPEAK, PK_K0, PK_RTH, PK_TCOOL_OUT, PK_VBUS, PK_VPACK,
+    X_H, X_I, X_QGEN, X_QTOT, X_T, X_V1, X_V2, X_Z, PackGeometry, PackSpread, build_params,
+    init_state, pack_step,
 )
+from hil.pack.ready import ready_pack
 from hil.pack.synthetic import synthetic_lfp100_profile
-from hil.pack.sensors import seed_rng
 from hil.pack.thermal import arrhenius
 
 DT = 0.01
@@ -54,23 +55,7 @@ def flat_profile(tmp_path_factory) -> Profile:
 
 
 def make(profile, geom=SMALL, spread=NO_SD, soc=0.5, temp_c=25.0, seed=0, close=True, dt=DT):
-    p = build_params(profile, geom, spread, seed=seed)
-    f = new_faults(p)
-    st = init_state(p, soc=soc, temp_c=temp_c, dt_s=dt, seed=seed)
-    inp = new_inputs(coolant_c=temp_c, ambient_c=temp_c)
-    bleed = np.zeros(p.n_series, np.uint8)
-    if close:
-        inp[IN_K0 + K_NEG] = inp[IN_K0 + K_PRE] = 1.0
-        for _ in range(int(0.5 / dt)):
-            pack_step(p, f, st, inp, bleed, dt)
-        inp[IN_K0 + K_POS] = 1.0
-        for _ in range(int(0.05 / dt) + 1):
-            pack_step(p, f, st, inp, bleed, dt)
-        inp[IN_K0 + K_PRE] = 0.0
-        for _ in range(int(0.05 / dt) + 1):
-            pack_step(p, f, st, inp, bleed, dt)
-        assert st.pk[PK_K0 + K_POS] == 1.0 and st.pk[PK_K0 + K_PRE] == 0.0
-    return p, f, st, inp, bleed
+    return ready_pack(profile, geom, spread, soc=soc, temp_c=temp_c, seed=seed, close=close, dt_s=dt)
 
 
 segments = st_.lists(st_.tuples(st_.floats(-300.0, 300.0), st_.integers(1, 120)), min_size=1, max_size=6)
@@ -339,54 +324,7 @@ def test_closing_without_precharge_gives_inrush_and_path_heat(profile):
     assert st.acc[A_E_PATH] == pytest.approx(0.5 * p.bus_cap_f * e ** 2, rel=0.05)
 
 
-# ---------------------------------------------------------------- circuit and faults
-def test_precharge_resistor_open_and_welded_contactor(profile):
-    p, f, st, inp, bleed = make(profile, close=False)
-    f.precharge_open[0] = 1
-    inp[IN_K0 + K_NEG] = inp[IN_K0 + K_PRE] = 1.0
-    for _ in range(50):
-        pack_step(p, f, st, inp, bleed, DT)
-    assert st.pk[PK_K0 + K_PRE] == 1.0 and st.pk[PK_VBUS] == 0.0 and st.pk[PK_IPACK] == 0.0
-    p, f, st, inp, bleed = make(profile)
-    f.k_welded[K_POS] = 1
-    inp[IN_I_A] = -100.0
-    pack_step(p, f, st, inp, bleed, DT)
-    inp[IN_K0 + K_POS] = 0.0
-    for _ in range(10):
-        pack_step(p, f, st, inp, bleed, DT)
-    assert st.pk[PK_K0 + K_POS] == 1.0 and st.pk[PK_IPACK] == pytest.approx(-100.0, abs=0.5)
-    inp[IN_K0 + K_NEG] = 0.0  # opening the healthy negative contactor under load
-    for _ in range(5):
-        pack_step(p, f, st, inp, bleed, DT)
-    assert st.pk[PK_K0 + K_NEG] == 0.0 and st.pk[PK_IPACK] == 0.0
-    assert st.pk[PK_KBREAK0 + K_NEG] == pytest.approx(100.0, abs=0.5)
-
-
-def test_open_contactors_leave_only_bleed(profile):
-    p, f, st, inp, bleed = make(profile, close=False)
-    bleed[1] = 1
-    for _ in range(100):
-        pack_step(p, f, st, inp, bleed, DT)
-    v = st.elem[:, E_V]
-    assert st.pk[PK_IPACK] == 0.0
-    assert st.elem[1, E_IBL] == pytest.approx(v[1] / p.bleed_ohm[1]) and 0.09 < st.elem[1, E_IBL] < 0.11
-    assert np.all(st.elem[[0, 2, 3], E_IBL] == 0.0)
-    i_el = st.x[:, X_I].reshape(p.n_series, p.n_parallel).sum(axis=1)
-    np.testing.assert_allclose(i_el, -st.elem[:, E_IBL], atol=1e-9)
-
-
-def test_power_demand(profile):
-    p, f, st, inp, bleed = make(profile, soc=0.7)
-    inp[IN_KIND], inp[IN_P_W] = 1.0, -3000.0
-    for _ in range(50):
-        pack_step(p, f, st, inp, bleed, DT)
-    assert st.pk[PK_VBUS] * st.pk[PK_IDEM] == pytest.approx(-3000.0, rel=1e-3)
-    assert st.pk[PK_PLIM] == 0.0
-    inp[IN_P_W] = -1e9  # beyond E^2 / 4R: maximum power, flagged
-    pack_step(p, f, st, inp, bleed, DT)
-    assert st.pk[PK_PLIM] == 1.0 and np.isfinite(st.pk[PK_IPACK])
-
-
+# ---------------------------------------------------------------- cells
 def test_parallel_cells_equalise_at_rest(profile):
     p, f, st, inp, bleed = make(profile, close=False, dt=1.0)
     st.x[0::2, X_Z] = 0.3
@@ -441,57 +379,3 @@ def test_resistance_rises_near_empty(profile):
         pack_step(p, f, st, inp, bleed, DT)
         drops.append(v0 - st.pk[PK_VPACK])
     assert drops[0] > 1.3 * drops[1]
-
-
-# ---------------------------------------------------------------- sensors
-def test_sensors_quantised_deterministic_and_noisy(profile):
-    p, f, st, inp, bleed = make(profile, seed=5)
-    inp[IN_I_A] = -50.0
-    pack_step(p, f, st, inp, bleed, DT)
-    st2 = type(st)._make(a.copy() for a in st)
-    sample_sensors(p, f, st, 0.1)
-    sample_sensors(p, f, st2, 0.1)
-    assert np.array_equal(st.meas, st2.meas)
-    ns = p.n_series
-    mv = st.meas[:ns] * 1000.0
-    assert np.allclose(mv, np.round(mv), atol=1e-6)
-    assert np.all(np.abs(st.meas[:ns] - st.elem[:, E_V]) < 0.006)
-    assert abs(st.meas[p.ch_current] + 50.0) < 1.5 and abs(st.meas[p.ch_bus_v] - st.pk[PK_VBUS]) < 2.0
-    # noise statistics: many samples of one channel with calibration errors removed
-    p.sens[0, :3] = (1.0, 0.0, 0.5e-3)
-    err = []
-    for _ in range(3000):
-        sample_sensors(p, f, st, 0.01)
-        err.append(st.meas[0] - st.truth[0])
-    sd = np.std(err)
-    assert 0.85 < sd / math.sqrt(0.5e-3 ** 2 + 1e-6 / 12) < 1.15
-    assert abs(np.mean(err)) < 1e-4
-    st3 = type(st)._make(a.copy() for a in st)
-    st3.rng[:] = seed_rng(6)
-    sample_sensors(p, f, st, 0.01)
-    sample_sensors(p, f, st3, 0.01)
-    assert not np.array_equal(st.meas, st3.meas)
-
-
-def test_sensor_faults(profile):
-    p, f, st, inp, bleed = make(profile)
-    pack_step(p, f, st, inp, bleed, DT)
-    sample_sensors(p, f, st, 0.1)
-    clean = st.meas.copy()
-    f.wire_open[2] = 1  # between element 1 and element 2
-    f.wire_shift_v[2] = 0.3
-    k = p.ch_temp(1)
-    f.sens_stuck[k] = 1
-    f.sens_stuck_val[k] = p.sens[k, S_LO]  # temperature sensor open
-    f.sens_offset[p.ch_current] = 5.0
-    f.sens_drift_per_s[p.ch_pack_v] = 1.0
-    sample_sensors(p, f, st, 10.0)
-    assert st.meas[1] - clean[1] == pytest.approx(0.3, abs=0.005)
-    assert st.meas[2] - clean[2] == pytest.approx(-0.3, abs=0.005)
-    assert abs(st.meas[0] - clean[0]) < 0.005 and abs(st.meas[3] - clean[3]) < 0.005
-    assert st.meas[k] == p.sens[k, S_LO]
-    assert st.meas[p.ch_current] - clean[p.ch_current] == pytest.approx(5.0, abs=0.8)
-    assert st.meas[p.ch_pack_v] - clean[p.ch_pack_v] == pytest.approx(10.0, abs=1.5)
-    f.sens_gain_err[p.ch_bus_v] = 1e6  # absurd reading clamps to the range
-    sample_sensors(p, f, st, 0.1)
-    assert st.meas[p.ch_bus_v] == p.sens[p.ch_bus_v, S_HI]

@@ -14,7 +14,8 @@ Sign convention: current is positive in charge. Per cell c (state columns in
     heat          Q_c = v_c i dt - OCV (eta i - I_sd - G_short OCV) dt - d(C1 v1^2 / 2 + C2 v2^2 / 2)
 
 Unlike the estimator's model the resistance depends on the SOC (factor f(z) near empty and
-full), on each cell's own temperature by Arrhenius, on the cell's spread, and the voltage is
+full), on each cell's own temperature by Arrhenius, the OCV continues with a steep slope
+beyond the SOC table (over-discharge / over-charge), on the cell's spread, and the voltage is
 the step mean including the RC response within the step. The n_parallel cells of a series
 element share one terminal voltage V_s; with the element's bleed resistor (conductance G_bl
 while commanded) the element is a Thevenin source
@@ -40,7 +41,7 @@ import numba as nb
 from hil.pack.layout import (
     A_E_BLEED, A_E_BLEED_BOARD, A_E_DIS, A_E_LOAD, A_E_PATH, A_E_PRE, A_E_TERM, A_Q_PACK, C_A1, C_A2, C_B1,
     C_B2, C_C1, C_C2, C_GAM, C_J, C_M0, C_R0C, C_R0D, C_R1, C_R2, C_SD, C_WT, E_E, E_IBL, E_R, E_V, IN_I_A,
-    IN_K0, IN_KIND, IN_P_W, NIN, K_NEG, K_POS, K_PRE, PK_CACHE_DT, PK_ETH, PK_IDEM, PK_IPACK, PK_IPEAK, PK_K0,
+    IN_K0, IN_KIND, IN_P_W, NIN, K_NEG, K_POS, K_PRE, PK_CACHE_DT, PK_ETH, PK_IDEM, PK_IPACK, PK_IPEAK, PK_K0, PK_KFB0,
     PK_KBREAK0, PK_KT0, PK_BADIN, PK_NSTEP, PK_PLIM, PK_RTH, PK_TH_DT, PK_TIME, PK_VBUS, PK_VPACK, X_E, X_F, X_H, X_I,
     X_G, X_OCV, X_QGEN, X_QTOT, X_S, X_V1, X_V2, X_Z,
 )
@@ -70,10 +71,13 @@ def cells_thevenin(p, x, cache, elem, bleed_cmd):
         for q in range(npar):
             c = s * npar + q
             u = (x[c, X_Z] - p.soc0) * inv_dsoc
+            beyond = 0.0
             if u <= 0.0:
                 k, ws = 0, 0.0
+                beyond = u * p.dsoc
             elif u >= n_soc - 1:
                 k, ws = n_soc - 2, 1.0
+                beyond = (u - (n_soc - 1)) * p.dsoc
             else:
                 k = int(u)
                 ws = u - k
@@ -84,7 +88,7 @@ def cells_thevenin(p, x, cache, elem, bleed_cmd):
             o1 = p.ocv_v[j1, k] + ws * (p.ocv_v[j1, k + 1] - p.ocv_v[j1, k])
             m0 = p.hyst_v[j, k] + ws * (p.hyst_v[j, k + 1] - p.hyst_v[j, k])
             m1 = p.hyst_v[j1, k] + ws * (p.hyst_v[j1, k + 1] - p.hyst_v[j1, k])
-            ocv = o0 + wt * (o1 - o0)
+            ocv = o0 + wt * (o1 - o0) + p.ocv_edge_slope_v * beyond
             m = m0 + wt * (m1 - m0)
             fz = p.rsoc[k] + ws * (p.rsoc[k + 1] - p.rsoc[k])
             r0 = cache[c, C_R0C] if x[c, X_I] > 0.0 else cache[c, C_R0D]
@@ -160,7 +164,8 @@ def cells_advance(p, f, x, cache, elem, bleed_cmd, i_pack, dt_s, acc):
 def contactors_update(p, f, pk, inp, dt_s):
     """Move each contactor (negative, precharge, positive) toward its target after its close /
     open delay; target = command, forced closed when welded, forced open when stuck open.
-    The pack current at an opening is recorded (break current)."""
+    The pack current at an opening is recorded (break current); the feedback PK_KFB0 + k follows
+    the position unless its auxiliary contact is stuck (fault)."""
     for k in range(3):
         if f.k_welded[k] != 0:
             target = 1.0
@@ -178,6 +183,7 @@ def contactors_update(p, f, pk, inp, dt_s):
                 pk[PK_KT0 + k] = 0.0
         else:
             pk[PK_KT0 + k] = 0.0
+        pk[PK_KFB0 + k] = f.k_fb_stuck_val[k] if f.k_fb_stuck[k] != 0 else pk[PK_K0 + k]
 
 
 @nb.njit(cache=True)

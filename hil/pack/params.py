@@ -10,7 +10,8 @@ injection layer can set and clear them in place between steps.
 Temperature dependence is richer than the estimator's table interpolation: resistances are
 interpolated as ``ln R`` linear in ``1/T`` (Arrhenius between the profile's grid points, and
 extrapolated with the edge segment's activation energy up to ``t_extrap_k`` beyond the grid);
-R0 grows near empty and full with the factor ``rsoc(z)``; self-discharge follows Arrhenius
+R0 grows near empty and full with the factor ``rsoc(z)``; beyond the SOC table the OCV goes on
+with the slope ``ocv_edge_slope_v`` (over-discharge collapses, over-charge rises); self-discharge follows Arrhenius
 with activation energy ``self_discharge_ea_j_mol``.
 """
 
@@ -59,6 +60,7 @@ class PackGeometry:
     r_soc_hi_gain: float = 0.3  # R0 x (1 + gain) at SOC 1
     r_soc_hi_width: float = 0.03
     t_extrap_k: float = 20.0  # Arrhenius extrapolation beyond the profile's temperature grid
+    ocv_edge_slope_v: float = 10.0  # OCV slope beyond the SOC table (V per unit SOC): over-(dis)charge
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class PackModelParams(NamedTuple):
     gamma: np.ndarray
     m0_v: np.ndarray
     rsoc: np.ndarray  # (nS,) R0 factor over SOC
+    ocv_edge_slope_v: float  # OCV continues with this slope beyond the SOC grid (V per unit SOC)
     eta_chg: float
     # geometry
     n_series: int
@@ -197,6 +200,8 @@ class PackFaults(NamedTuple):
 
     k_welded: np.ndarray  # (3,) uint8: contactor stays closed whatever the command
     k_stuck_open: np.ndarray  # (3,) uint8: contactor never closes
+    k_fb_stuck: np.ndarray  # (3,) uint8: auxiliary feedback contact stuck ...
+    k_fb_stuck_val: np.ndarray  # (3,) uint8: ... at this reading (0 open / 1 closed)
     precharge_open: np.ndarray  # (1,) uint8: precharge resistor open circuit
     short_s: np.ndarray  # (n,) internal short conductance per cell (S): extra self-discharge
     coolant_flow_scale: np.ndarray  # (1,) 1 = nominal, 0 = coolant loss
@@ -214,7 +219,8 @@ def new_faults(p: PackModelParams) -> PackFaults:
     """A healthy pack's fault arrays (open wires shift by 0.2 V once flagged)."""
     n, ns, nch = p.n_cells, p.n_series, p.n_ch
     return PackFaults(
-        k_welded=np.zeros(3, np.uint8), k_stuck_open=np.zeros(3, np.uint8), precharge_open=np.zeros(1, np.uint8),
+        k_welded=np.zeros(3, np.uint8), k_stuck_open=np.zeros(3, np.uint8), k_fb_stuck=np.zeros(3, np.uint8),
+        k_fb_stuck_val=np.zeros(3, np.uint8), precharge_open=np.zeros(1, np.uint8),
         short_s=np.zeros(n), coolant_flow_scale=np.ones(1),
         wire_open=np.zeros(ns + 1, np.uint8), wire_shift_v=np.full(ns + 1, 0.2),
         sens_stuck=np.zeros(nch, np.uint8), sens_stuck_val=np.zeros(nch), sens_gain_err=np.zeros(nch),
@@ -244,7 +250,8 @@ def _validate(g: PackGeometry, s: PackSpread) -> None:
     for name in positive:
         _check(name, getattr(g, name), 0.0, 1e12, lo_open=True)
     for name in ("g_neighbour_w_k", "g_coolant_w_k", "g_ambient_w_k", "contactor_close_s", "contactor_open_s",
-                 "self_discharge_ea_j_mol", "hysteresis_fast_ratio", "r_soc_lo_gain", "r_soc_hi_gain", "t_extrap_k"):
+                 "self_discharge_ea_j_mol", "hysteresis_fast_ratio", "r_soc_lo_gain", "r_soc_hi_gain", "t_extrap_k",
+                 "ocv_edge_slope_v"):
         _check(name, getattr(g, name), 0.0, 1e9)
     _check("bleed_heat_to_cell", g.bleed_heat_to_cell, 0.0, 1.0)
     _check("board_gap_factor", g.board_gap_factor, 0.0, 1.0)
@@ -334,7 +341,7 @@ def build_params(profile: Profile, geometry: PackGeometry | None = None, spread:
         ocv_v=f64(tab["ocv_v"]), hyst_v=f64(tab["hyst_v"]),
         ln_r0c=_ln(tab["r0_chg_ohm"]), ln_r0d=_ln(tab["r0_dis_ohm"]), ln_r1=_ln(tab["r1_ohm"]), ln_r2=_ln(tab["r2_ohm"]),
         tau1_s=f64(tab["tau1_s"]), tau2_s=f64(tab["tau2_s"]), gamma=f64(tab["gamma"]), m0_v=f64(tab["m0_v"]),
-        rsoc=f64(rsoc), eta_chg=float(profile.eta_chg),
+        rsoc=f64(rsoc), ocv_edge_slope_v=float(g.ocv_edge_slope_v), eta_chg=float(profile.eta_chg),
         n_series=int(g.n_series), n_parallel=int(g.n_parallel),
         cap_as=f64(cap_as), inv_cap_as=f64(1.0 / cap_as), r_scale=f64(r_scale), gam_scale=f64(gam_scale), sd_a25=f64(sd_a25),
         soc0_offset=f64(soc0_offset), heat_cap_j_k=heat_cap, g_cool_w_k=g_cool, g_amb_w_k=g_amb, g_nbr_w_k=g_nbr,
