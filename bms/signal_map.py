@@ -76,6 +76,11 @@ class SignalMap:
     rx_messages: list[str] = field(default_factory=list)
     tx_messages: list[str] = field(default_factory=list)
 
+    def messages_of(self, quantity: str) -> list[str]:
+        """Transmitted messages carrying ``quantity`` (e.g. the final state frame at shutdown)."""
+        sigs = {sig for sig, q in self.out_signals.items() if q == quantity}
+        return [m.name for m in self.db.messages if m.name in self.tx_messages and sigs & {s.name for s in m.signals}]
+
     def sources(self) -> dict[str, list[str]]:
         """Timeout sources: one per board (``CMU<b>``), the current sensor, the VCU, the charger."""
         src = {f"CMU{b:02d}": msgs for b, msgs in enumerate(self.board_messages)}

@@ -189,9 +189,11 @@ class BmsNode:
     def contactors_open(self) -> bool:
         return int(self.st.s[L.S_CONTACTORS]) & (MAINS | L.K_PRE) == 0
 
-    def shutdown(self, max_s: float = 3.0) -> bool:
+    def shutdown(self, max_s: float = 3.0, on_tick: Callable[[float], None] | None = None) -> bool:
         """Request the contactors open, keep stepping until they are (at most ``max_s``), then send
-        a final state frame. Returns True if the contactors are open."""
+        a final state frame. Returns True if the contactors are open. On a SimClock the node
+        advances the clock one step at a time and calls ``on_tick(t_s)`` first (lock-step peers
+        feed their frames there); on a WallClock it keeps receiving from the bus."""
         self.request_shutdown()
         t_start = self.clock.now_s()
         while not self.contactors_open():
@@ -199,16 +201,19 @@ class BmsNode:
             if now - t_start >= max_s:
                 break
             if isinstance(self.clock, SimClock):
-                self.clock.set(max(now, self.next_step_s))
-                self.step_to(self.clock.now_s())
+                t = self.clock.set(max(now, self.next_step_s))
+                if on_tick is not None:
+                    on_tick(t)
+                self.step_to(t)
+                if self.next_step_s <= t:  # nothing was due: move on
+                    self.clock.advance(self.period_s)
             else:
                 self.step_to(now, count_overruns=True)
                 if self.bus is not None:
                     msg = self.bus.recv(timeout=max(0.0, self.next_step_s - self.clock.now_s()))
                     if msg is not None:
                         self.receive([msg], self.clock.now_s())
-        names = [n for n in ("BMS_State",) if n in self.smap.tx_messages] or [self.smap.tx_messages[0]]
-        self.send_now(*names)
+        self.send_now(*self.smap.messages_of("state"))
         return self.contactors_open()
 
     # ---- status ----------------------------------------------------------------------------
