@@ -41,10 +41,12 @@ def test_p25_offset_bounded(files):
 
 
 def test_p25_recovers_from_mid_plateau_error(files):
+    """Started at the end of the rest closest to 70 % SOC, 20 points low: |error| < 3 % for
+    good within 1800 s (a textbook 1RC EKF without hysteresis needs 9-11 h)."""
     d = files["udds_P25.csv.gz"]
     t0 = rest_end_near(d, 0.7)
     m = evaluate("winston_lfp100", d, start_s=t0, soc_error=-0.2).metrics
-    assert m["converge_s"] is not None and m["converge_s"] <= 2100
+    assert m["converge_s"] is not None and m["converge_s"] <= 1800
 
 
 def test_n05_loose_bar(files):
@@ -54,28 +56,21 @@ def test_n05_loose_bar(files):
 
 def test_p05_guard(files):
     m = _m(files, "udds_P05_approx.csv.gz")
-    assert m["rmse_pct"] <= 2.5 and m["max_abs_pct"] <= 6.0
+    assert m["rmse_pct"] <= 2.2 and m["max_abs_pct"] <= 5.5
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P25 RMSE 0.63 % meets 0.8 %, max |error| 2.4 % (end of discharge) misses 2.0 %")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P25 RMSE 0.61 % meets 0.8 %, max |error| 2.3 % (end of discharge) misses 2.0 %")
 def test_target_p25(files):
     m = _m(files, "udds_P25.csv.gz")
     assert m["rmse_pct"] <= 0.8 and m["max_abs_pct"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: offset case max 2.4 %")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: offset case max 2.3 %")
 def test_target_p25_offset(files):
     assert _m(files, "udds_P25.csv.gz", current_offset_a=0.5)["max_abs_pct"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: convergence 1864 s > 1800 s")
-def test_target_convergence(files):
-    d = files["udds_P25.csv.gz"]
-    m = evaluate("winston_lfp100", d, start_s=rest_end_near(d, 0.7), soc_error=-0.2).metrics
-    assert m["converge_s"] is not None and m["converge_s"] <= 1800
-
-
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P05 drifts below 35 % SOC at 5 C (max ~5.1 %)")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P05 drifts below 35 % SOC at 5 C (RMSE 1.9 %, max 5.0 %; coulomb counting alone tracks this reference to 0.25 %, so the 5 C low-SOC voltage model is the cause)")
 def test_target_p05(files):
     m = _m(files, "udds_P05_approx.csv.gz")
     assert m["rmse_pct"] <= 1.5 and m["max_abs_pct"] <= 3.0
