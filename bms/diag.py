@@ -46,8 +46,9 @@ def vcu_fresh(u, diag):
 
 @nb.njit(cache=True)
 def _age(valid, age_s, stale_s):
-    """Age used for the COMM checks: an invalid frame counts as at least stale."""
-    return age_s if valid else max(age_s, stale_s)
+    """Age used for the COMM checks: invalid data counts as stale_s older than it is (so it
+    is at least stale: warning at once, FAULT after the remaining time)."""
+    return age_s if valid else age_s + stale_s
 
 
 @nb.njit(cache=True)

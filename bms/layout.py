@@ -301,3 +301,13 @@ class State(NamedTuple):
     board_hot: np.ndarray    # (n_boards,) bool, board paused until it cooled by the hysteresis
     est_v_acc: np.ndarray    # (n_series,) cell voltage accumulated over the estimator period, V s
     est_ok: np.ndarray       # (n_series,) bool, the cell was fresh at every sample of the period
+
+
+def _check_kernel_cache() -> None:
+    # every firmware kernel module imports this one first: drop stale cached kernels (see there)
+    from bms import kernel_cache
+
+    kernel_cache.check()
+
+
+_check_kernel_cache()
