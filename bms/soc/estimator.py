@@ -51,7 +51,7 @@ TUNING_DEFAULTS = {
     "q_rc2_v2_per_s": 1e-9,  # RC2 voltage random walk (V^2/s)
     "q_hyst_per_s": 1e-6,  # hysteresis-state random walk (1/s)
     "q_bias_a2_per_s": 1e-7,  # current-offset random walk (A^2/s)
-    "r_v2": 1e-4,  # measurement variance under load (V^2): correlated model error dominates
+    "r_v2": 3e-4,  # measurement variance (V^2): (17 mV)^2, the model error is correlated, not white
     "rest_i_c": 0.002,  # rest when |i| < this C-rate
     "rest_s": 600.0,  # rest time before the voltage counts as relaxed (s)
     "r_rest_v2": 4e-6,  # measurement variance of a relaxed voltage (V^2)
@@ -61,7 +61,7 @@ TUNING_DEFAULTS = {
     "p0_bias_c": 0.01,  # initial offset standard deviation as a C-rate
     "q_soc_adapt_per_s": 0.0,  # extra SOC noise per unit of persistent innovation excess (1/s)
     "tau_innov_s": 300.0,  # averaging time of the innovation for the adaptation (s)
-    "sigma_r_ohm": 6e-4,  # resistance uncertainty: adds (sigma_r * i)^2 to the measurement variance
+    "sigma_r_ohm": 1.2e-3,  # resistance uncertainty: adds (sigma_r * i)^2 to the measurement variance
 }
 TUNING_KEYS = tuple(TUNING_DEFAULTS)
 
