@@ -23,6 +23,8 @@ def register(sub) -> None:
     f.add_argument("--datasheet", required=True, help="TOML with a [cell] table of datasheet limits")
     f.add_argument("--soc-step", type=float, default=0.01, help="SOC grid step (default 0.01)")
     f.add_argument("--iterations", type=int, default=1, help="passes over the drive files (default 1)")
+    f.add_argument("--fit-current-offset", action="store_true",
+                   help="also fit each record's constant current-sensor offset (a nuisance, reported in [fit])")
     f.add_argument("-o", "--output", required=True, help="profile TOML to write")
     f.add_argument("--plot", help="PNG: measured vs model voltage and residual per drive file")
     f.set_defaults(func=run_fit)
@@ -45,7 +47,8 @@ def run_fit(args: argparse.Namespace) -> int:
     from bms.profile import save_profile
 
     res = fit_profile(args.name, args.ocv, args.ocv_current_a, args.dynamic, args.capacity_ah, args.eta,
-                      args.datasheet, dsoc=args.soc_step, iterations=args.iterations)
+                      args.datasheet, dsoc=args.soc_step, iterations=args.iterations,
+                      fit_offset=args.fit_current_offset)
     res.profile.fit["command"] = "bms profile " + shlex.join(_argv(args))
     save_profile(res.profile, args.output)
     print(f"wrote {args.output}; voltage error of the final profile per drive file:")
@@ -61,8 +64,10 @@ def _argv(args: argparse.Namespace) -> list[str]:
     """The fit command line rebuilt from parsed arguments (for the [fit] provenance)."""
     out = ["fit", "--name", args.name, "--ocv", args.ocv, "--ocv-current-a", f"{args.ocv_current_a:g}",
            "--dynamic", *args.dynamic, "--capacity-ah", f"{args.capacity_ah:g}", "--eta", f"{args.eta:g}",
-           "--datasheet", args.datasheet, "--soc-step", f"{args.soc_step:g}", "--iterations", str(args.iterations),
-           "-o", args.output]
+           "--datasheet", args.datasheet, "--soc-step", f"{args.soc_step:g}", "--iterations", str(args.iterations)]
+    if args.fit_current_offset:
+        out.append("--fit-current-offset")
+    out += ["-o", args.output]
     return out
 
 

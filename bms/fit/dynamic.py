@@ -38,12 +38,14 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "p_extra_v": (0.0, 0.1),
     "v1_init_v": (0.0, 0.05),
     "v2_init_v": (0.0, 0.05),
+    "i_offset_c": (-0.02, 0.02),  # current-sensor offset as a fraction of 1C (only if asked for)
 }
 #: everything the drive fit adjusts: the model parameters and the slow-test extra polarisation
-FIT_KEYS = PARAM_KEYS + ("p_extra_v", "v1_init_v", "v2_init_v")
-#: nuisance parameters of one record (its initial RC voltages: the records start shortly after a charge)
-RECORD_KEYS = ("v1_init_v", "v2_init_v")
-_LINEAR = ("m0_v", "p_extra_v", "v1_init_v", "v2_init_v")
+FIT_KEYS = PARAM_KEYS + ("p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c")
+#: nuisance parameters of one record: its initial RC voltages (the records start shortly after a
+#: charge) and, when asked for, its current-sensor offset (in C; ``i_offset_a = i_offset_c * Q``)
+RECORD_KEYS = ("v1_init_v", "v2_init_v", "i_offset_c")
+_LINEAR = ("m0_v", "p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c")
 _LOG = tuple(k not in _LINEAR for k in FIT_KEYS)
 
 
@@ -105,14 +107,15 @@ def record_temp_c(data: LabData) -> float:
 
 
 def evaluate(p: CellParams, data: LabData, h0: float = 1.0, v1: float = 0.0,
-             v2: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Model voltage and SOC along a record, driven by its current from the state
+             v2: float = 0.0, i_offset_a: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Model voltage and SOC along a record, driven by its current minus a sensor offset
+    ``i_offset_a`` (the cell current is ``current_a - i_offset_a``) from the state
     :func:`rested_full_state` (``soc_ref[0]``, ``h0``, ``v1``, ``v2``)."""
     if data.soc_ref is None:
         raise DataError(f"{data.path}: needs a soc_ref column (initial SOC)")
     dt = sample_step_s(data)
     temp = np.ascontiguousarray(data.temperature_c, dtype=np.float64)
-    i_a = np.ascontiguousarray(data.current_a, dtype=np.float64)
+    i_a = np.ascontiguousarray(data.current_a - i_offset_a, dtype=np.float64)
     return simulate(p, rested_full_state(float(data.soc_ref[0]), h0, v1, v2), i_a, temp, dt)
 
 
@@ -137,15 +140,24 @@ def _clip(values: dict[str, float]) -> dict[str, float]:
 RowsFn = Callable[[dict[str, float]], tuple[np.ndarray, np.ndarray]]
 
 
+def _record_args(values: dict[str, float], capacity_ah: float) -> tuple[float, float, float, float]:
+    """(h0, v1, v2, i_offset_a) of a record from its nuisance values (absent: 0)."""
+    return (1.0, values.get("v1_init_v", 0.0), values.get("v2_init_v", 0.0),
+            values.get("i_offset_c", 0.0) * capacity_ah)
+
+
 def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, float], capacity_ah: float,
-              eta_chg: float, i_sign_a: float, max_nfev: int = 200, soc_max: float = 0.97) -> DriveFit:
+              eta_chg: float, i_sign_a: float, max_nfev: int = 200, soc_max: float = 0.97,
+              fit_offset: bool = False) -> DriveFit:
     """Least-squares fit of :data:`FIT_KEYS` at the record's temperature.
 
     ``rows(values) -> (ocv_row, hyst_row)`` gives the OCV and hysteresis-amplitude rows (nS,)
     for the current parameter values (they depend on ``gamma``, ``m0_v``, the resistances and
     ``p_extra_v`` through the slow curves). Samples above ``soc_max`` (the top of the SOC range,
     where the OCV from slow curves is least known and the record starts just after a charge)
-    are left out of the residual; the simulation still runs through them."""
+    are left out of the residual; the simulation still runs through them. With ``fit_offset`` a
+    constant current-sensor offset of the record is fitted too (a nuisance: it keeps the model
+    parameters from absorbing a biased current), otherwise it is held at 0."""
     temp_c = record_temp_c(data)
     temps = np.array([temp_c])
 
@@ -158,25 +170,35 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
     if use.sum() < 100:
         raise DataError(f"{data.path}: fewer than 100 samples at SOC <= {soc_max}")
 
+    keys = FIT_KEYS if fit_offset else tuple(k for k in FIT_KEYS if k != "i_offset_c")
+    sel = np.array([k in keys for k in FIT_KEYS])
+    start = _pack(_clip(guess))
+    if not fit_offset:
+        start[FIT_KEYS.index("i_offset_c")] = 0.0
+
+    def full(u):
+        x = start.copy()
+        x[sel] = u
+        return _unpack(x)
+
     def resid(u):
-        values = _unpack(u)
-        v, _ = evaluate(params(values), data, 1.0, values["v1_init_v"], values["v2_init_v"])
+        values = full(u)
+        v, _ = evaluate(params(values), data, *_record_args(values, capacity_ah))
         return (v - data.voltage_v)[use]
 
-    lo = np.array([np.log(BOUNDS[k][0]) if lg else BOUNDS[k][0] for k, lg in zip(FIT_KEYS, _LOG)])
-    hi = np.array([np.log(BOUNDS[k][1]) if lg else BOUNDS[k][1] for k, lg in zip(FIT_KEYS, _LOG)])
-    res = least_squares(resid, _pack(_clip(guess)), bounds=(lo, hi), x_scale=1.0, diff_step=1e-4,
-                        max_nfev=max_nfev)
-    values = _unpack(res.x)
+    lo = np.array([np.log(BOUNDS[k][0]) if lg else BOUNDS[k][0] for k, lg in zip(FIT_KEYS, _LOG)])[sel]
+    hi = np.array([np.log(BOUNDS[k][1]) if lg else BOUNDS[k][1] for k, lg in zip(FIT_KEYS, _LOG)])[sel]
+    res = least_squares(resid, start[sel], bounds=(lo, hi), x_scale=1.0, diff_step=1e-4, max_nfev=max_nfev)
+    values = full(res.x)
     return score(params(values), data, values, n_eval=int(res.nfev), soc_max=soc_max)
 
 
 def score(p: CellParams, data: LabData, values: dict[str, float] | None = None, n_eval: int = 0,
           soc_max: float = 0.97) -> DriveFit:
     """Voltage RMSE / max error and SOC bookkeeping of the model ``p`` on a record (initial RC
-    voltages from ``values`` if given, else 0)."""
+    voltages and current offset from ``values`` if given, else 0)."""
     values = values or {}
-    v, z = evaluate(p, data, 1.0, values.get("v1_init_v", 0.0), values.get("v2_init_v", 0.0))
+    v, z = evaluate(p, data, *_record_args(values, p.capacity_ah))
     r = v - data.voltage_v
     gap = float(np.max(np.abs(z - data.soc_ref)))
     rf = r[data.soc_ref <= soc_max]

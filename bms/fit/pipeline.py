@@ -69,7 +69,8 @@ class FitResult:
 
 def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: list[str | Path],
                 capacity_ah: float, eta_chg: float, datasheet: str | Path, dsoc: float = 0.01,
-                iterations: int = 1, i_sign_a: float | None = None, log=print) -> FitResult:
+                iterations: int = 1, i_sign_a: float | None = None, fit_offset: bool = False,
+                log=print) -> FitResult:
     """Fit a whole cell profile (module docstring); ``log`` receives progress lines."""
     info, limits = load_datasheet(datasheet)
     if not capacity_ah > 0 or not 0.8 <= eta_chg <= 1.0:
@@ -101,7 +102,7 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
             def rows_fn(v, j=j):
                 return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a), eta_chg)
 
-            f = dynamic.fit_drive(rec, curves.soc, rows_fn, guess, capacity_ah, eta_chg, i_sign)
+            f = dynamic.fit_drive(rec, curves.soc, rows_fn, guess, capacity_ah, eta_chg, i_sign, fit_offset=fit_offset)
             log(f"  pass {it + 1}: {Path(rec.path).name} at {f.temp_c:g} C: RMSE {1e3 * f.rmse_v:.2f} mV "
                 f"({f.n_eval} evaluations)")
             fits.append(f)
@@ -121,8 +122,11 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
                       "state (bms/fit/ocv.py), isotonic (non-decreasing) in SOC",
         "hyst_method": "M = (v_chg - v_dis - 2 m0 - 2 I R_ss) / (h_chg - h_dis) in SOC "
                        f"{ocv.CORE_SOC[0]}..{ocv.CORE_SOC[1]}, edge values held outside",
-        "initial_rc_mv": {Path(s.path).name: [round(1e3 * f.values[k], 2) for k in dynamic.RECORD_KEYS]
+        "initial_rc_mv": {Path(s.path).name: [round(1e3 * f.values[k], 3) for k in ("v1_init_v", "v2_init_v")]
                           for s, f in zip(scores, fits)},
+        "current_offset_ma": {Path(s.path).name: round(1e3 * f.values["i_offset_c"] * capacity_ah, 3)
+                              for s, f in zip(scores, fits)},
+        "soc_ref_gap_max": {Path(s.path).name: round(s.soc_gap_max, 4) for s in scores},
         "rmse_mv": {Path(s.path).name: round(1e3 * s.rmse_v, 3) for s in scores},
         "slow_polarisation_extra_mv": _round_list(1e3 * p_extra, 2),
         "slow_polarisation_total_mv": _round_list(1e3 * (p_extra + i_slow_a * r_steady(dyn)), 2),
