@@ -128,7 +128,8 @@ def _cmd_script(command: list[str] | str, cwd: str, env: dict[str, str]) -> str:
     # exactly ``env`` (PATH from it is used for the program lookup, as in subprocess).
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else command
     assignments = [f"{k}={v}" for k, v in sorted(env.items())]
-    return f"cd {shlex.quote(cwd)} || exit 126\nexec /usr/bin/env -i -- {shlex.join(assignments + list(argv))}\n"
+    run = shlex.join(assignments + list(argv))
+    return f"cd {shlex.quote(cwd)} || exit 126\nexec /usr/bin/env -i -- {run}\n"
 
 
 def run_in_uml(command: list[str] | str, channels: tuple[str, ...], *, timeout_s: float,
