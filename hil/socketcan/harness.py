@@ -100,10 +100,12 @@ def run_on_vcan(command: Sequence[str] | str, channels: Sequence[str] = ("vcan0"
     """Run ``command`` (an argv list, or a string for ``/bin/sh -c``) with ``channels`` up.
 
     ``env`` replaces the environment like :mod:`subprocess` does (None: this process's
-    environment); ``cwd`` defaults to the current directory. ``timeout_s`` bounds the whole
-    call including a UML boot; on the UML backend the guest then gets a few seconds
-    (``uml.HALT_GRACE_S``) to power off before its process group is killed. The command's
-    stdin is /dev/null. Raises :class:`HarnessError` when no vcan can be provided.
+    environment); ``cwd`` defaults to the current directory. ``timeout_s`` is the budget
+    including a UML boot (counted from the guest kernel's start, a fraction of a second
+    after the call): then the command is stopped and ``timed_out`` set; a guest that does
+    not power off within ``uml.HALT_GRACE_S`` more is killed with its whole process group.
+    The command's stdin is /dev/null. Raises :class:`HarnessError` when no vcan can be
+    provided.
     """
     command = _normalize_command(command)
     channels = _check_channels(channels)
