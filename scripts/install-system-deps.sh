@@ -20,6 +20,13 @@ if [ -z "$missing" ]; then
     exit 0
 fi
 
+# Parallel callers (e.g. two pytest-xdist workers) install one at a time; the second one
+# then re-checks and finds everything present.
+if [ -z "${BMS_DEPS_LOCKED:-}" ] && command -v flock >/dev/null 2>&1; then
+    export BMS_DEPS_LOCKED=1
+    exec flock "${TMPDIR:-/tmp}/bms-install-system-deps.lock" sh "$0" "$@"
+fi
+
 # The host kernel can provide vcan itself (a laptop): then user-mode Linux is optional.
 host_has_vcan() {
     [ -d /sys/module/vcan ] && return 0
@@ -47,12 +54,12 @@ fi
 
 apt_install() {
     # shellcheck disable=SC2086  # word splitting of the package list is intended
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
-        >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=600 "$@" >/dev/null
 }
 
 echo "install-system-deps: installing$missing" >&2
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq -o DPkg::Lock::Timeout=600 >/dev/null
 # shellcheck disable=SC2086
 if ! apt_install $missing; then
     # user-mode-linux exists for amd64 only; a host with vcan does not need it
