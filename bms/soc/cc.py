@@ -28,7 +28,7 @@ from bms.soc.layout import (
 from bms.soc.ocv import soc_from_rest_voltage
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def cc_cell(p, tune, x, P, i_meas, v_meas, temp_c, v_ok, dt_s):
     """One coulomb-counting step for one cell (module docstring). P[0, 0] holds var(z)."""
     i_now, v_now, t_now, use_v = hold_inputs(x, i_meas, v_meas, temp_c, v_ok)

@@ -42,14 +42,15 @@ import numba as nb
 from bms.model import interp_t, interp_ts, soc_index, temp_index
 from bms.soc.layout import (
     FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD,
-    IBIAS, ICAP, IEBAR, IFLAGS, IH, IIHOLD, INHELD, IRECAL, IREST, IS, ITHOLD, IV1, IV2, IVHOLD, IZ,
+    IBIAS, IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W,
+    ICAP, IEBAR, IFLAGS, IH, IIHOLD, INHELD, IRECAL, IREST, IS, ITHOLD, IV1, IV2, IVHOLD, IZ,
     NP, T_BIAS_MAX, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_SIGMA_R, T_TAU_E, T_REST_S, T_RREST, T_RV,
 )
 
 P_FLOOR = 1e-14
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def hold_inputs(x, i_meas, v_meas, temp_c, v_ok):
     """Replace non-finite samples by the held values; returns (i, v, T, use_v) and sets flags."""
     flags = 0
@@ -72,7 +73,7 @@ def hold_inputs(x, i_meas, v_meas, temp_c, v_ok):
     return i_now, (v_meas if use_v else x[IVHOLD]), t_now, use_v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def update_rest(x, i_true, rest_i_a, rest_min_s, dt_s):
     """Rest timer: time since |i| last exceeded the rest threshold; returns True when rested."""
     if abs(i_true) < rest_i_a:
@@ -88,22 +89,44 @@ def _row_dot(P, r, hv):
     return P[r, 0] * hv[0] + P[r, 1] * hv[1] + P[r, 2] * hv[2] + P[r, 3] * hv[3] + P[r, 4] * hv[4]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
+def temp_scalars(p, x, temp_c, dt_s):
+    """Refresh the cached temperature-dependent scalars (layout IC_*) when T or dt changed:
+    a_j = exp(-dt / tau_j(T)), R_j(T), gamma(T), M0(T), R0(T) and the temperature bracket."""
+    if x[IC_T] == temp_c and x[IC_DT] == dt_s:
+        return
+    j, wt = temp_index(p.temp_c, temp_c)
+    x[IC_T] = temp_c
+    x[IC_DT] = dt_s
+    x[IC_A1] = math.exp(-dt_s / interp_t(p.tau1_s, j, wt))
+    x[IC_A2] = math.exp(-dt_s / interp_t(p.tau2_s, j, wt))
+    x[IC_R1] = interp_t(p.r1_ohm, j, wt)
+    x[IC_R2] = interp_t(p.r2_ohm, j, wt)
+    x[IC_GAM] = interp_t(p.gamma, j, wt)
+    x[IC_M0] = interp_t(p.m0_v, j, wt)
+    x[IC_R0C] = interp_t(p.r0_chg_ohm, j, wt)
+    x[IC_R0D] = interp_t(p.r0_dis_ohm, j, wt)
+    x[IC_J] = j
+    x[IC_W] = wt
+
+
+@nb.njit(cache=True, inline="always")
 def ekf_cell(p, tune, x, P, i_meas, v_meas, temp_c, v_ok, dt_s):
     """One EKF step for one cell (equations in the module docstring). ``x`` (NXE,), ``P`` (5, 5)."""
     i_now, v_now, t_now, use_v = hold_inputs(x, i_meas, v_meas, temp_c, v_ok)
     q_as = 3600.0 * x[ICAP]
-    j, wt = temp_index(p.temp_c, x[ITHOLD])
+    # temperature of the interval: the held one (the sample's own for the measurement below)
+    temp_scalars(p, x, x[ITHOLD], dt_s)
 
     # ---- time update with the previous sample's current
     b = x[IBIAS]
     i_prev = x[IIHOLD] - b
     eta = p.eta_chg if i_prev > 0.0 else 1.0
-    r1 = interp_t(p.r1_ohm, j, wt)
-    r2 = interp_t(p.r2_ohm, j, wt)
-    a1 = math.exp(-dt_s / interp_t(p.tau1_s, j, wt))
-    a2 = math.exp(-dt_s / interp_t(p.tau2_s, j, wt))
-    gam = interp_t(p.gamma, j, wt)
+    r1 = x[IC_R1]
+    r2 = x[IC_R2]
+    a1 = x[IC_A1]
+    a2 = x[IC_A2]
+    gam = x[IC_GAM]
     sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
     kh = gam * dt_s / q_as
     ah = math.exp(-kh * abs(i_prev))
@@ -147,12 +170,14 @@ def ekf_cell(p, tune, x, P, i_meas, v_meas, temp_c, v_ok, dt_s):
 
     # ---- measurement update (at the current sample's temperature)
     if use_v:
-        j, wt = temp_index(p.temp_c, t_now)
+        temp_scalars(p, x, t_now, dt_s)
+        j = int(x[IC_J])
+        wt = x[IC_W]
         k, ws = soc_index(p.soc0, p.dsoc, p.ocv_v.shape[1], x[IZ])
         ocv, docv = interp_ts(p.ocv_v, j, wt, k, ws)
         m, dm = interp_ts(p.hyst_v, j, wt, k, ws)
-        r0 = interp_t(p.r0_chg_ohm, j, wt) if i_true > 0.0 else interp_t(p.r0_dis_ohm, j, wt)
-        y = ocv + m * x[IH] + interp_t(p.m0_v, j, wt) * x[IS] + x[IV1] + x[IV2] + r0 * i_true
+        r0 = x[IC_R0C] if i_true > 0.0 else x[IC_R0D]
+        y = ocv + m * x[IH] + x[IC_M0] * x[IS] + x[IV1] + x[IV2] + r0 * i_true
         hv = ((docv + dm * x[IH]) / p.dsoc, 1.0, 1.0, m, 0.0)
         ph = (_row_dot(P, 0, hv), _row_dot(P, 1, hv), _row_dot(P, 2, hv), _row_dot(P, 3, hv),
               _row_dot(P, 4, hv))

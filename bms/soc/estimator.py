@@ -22,7 +22,7 @@ from bms.model import CellParams
 from bms.soc.cc import cc_cell
 from bms.soc.ekf import ekf_cell
 from bms.soc.layout import (
-    IBIAS, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
+    IBIAS, IC_T, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
     T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_SIGMA_R, T_TAU_E,
     T_RREST, T_RV,
 )
@@ -107,6 +107,7 @@ def new_state(n: int, p: CellParams, tune: np.ndarray | None = None) -> tuple[np
     x[:, IZ] = 0.5
     x[:, ICAP] = p.capacity_ah
     x[:, ITHOLD] = 25.0
+    x[:, IC_T] = -1e300  # no cached temperature scalars yet
     P = np.zeros((n, NP, NP))
     P[:, PZ, PZ] = 0.25
     P[:, PV1, PV1] = 1e-6

@@ -20,6 +20,8 @@ Estimator state ``x`` (n, NXE):
  12   N_HELD     number of samples held because they were not finite or not valid
  13   RECAL      1 once the current rest has been used for an OCV recalibration
  14   E_BAR      exponentially weighted mean of the voltage innovation (V)
+ 15.. CACHE      temperature-dependent scalars of the last (T, dt), recomputed only when
+                 either changes: T, dt, a1, a2, R1, R2, gamma, M0, R0chg, R0dis, j, wt
 ====  =========  ====================================================================
 
 Covariance ``P`` (n, NP, NP) over the filtered states [Z, V1, V2, H, BIAS].
@@ -28,7 +30,8 @@ Tuning ``tune`` (NT,): see the T_* indices.
 """
 
 IZ, IV1, IV2, IH, IS, IBIAS, IREST, IFLAGS, IIHOLD, ITHOLD, IVHOLD, ICAP, INHELD, IRECAL, IEBAR = range(15)
-NXE = 15
+(IC_T, IC_DT, IC_A1, IC_A2, IC_R1, IC_R2, IC_GAM, IC_M0, IC_R0C, IC_R0D, IC_J, IC_W) = range(15, 27)
+NXE = 27
 NP = 5
 PZ, PV1, PV2, PH, PB = range(5)
 
