@@ -5,6 +5,7 @@ installed by scripts/install-system-deps.sh."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -198,7 +199,8 @@ print(r.backend, r.timed_out, r.returncode, r.stdout.strip(), r.elapsed_s < 3)
 def test_host_backend_for_real_inside_a_kernel_with_socketcan():
     """The laptop path (host backend, creating a missing interface as root) run for real: in
     a UML guest, whose kernel has SocketCAN, so it works on any machine the harness supports."""
-    result = run_on_vcan([sys.executable, "-c", HOST_BACKEND_IN_GUEST], cwd=ROOT,
+    env = {k: v for k, v in os.environ.items() if k != "BMS_VCAN_BACKEND"}  # auto inside
+    result = run_on_vcan([sys.executable, "-c", HOST_BACKEND_IN_GUEST], cwd=ROOT, env=env,
                          timeout_s=TIMEOUT_S, backend="uml")
     assert (result.returncode, result.stderr) == (0, ""), result.output
     assert result.stdout.splitlines() == [
