@@ -174,6 +174,7 @@ def load_map(name_or_path: str | Path = DEFAULT_MAP, pack: Pack | str | None = N
         b, k = divmod(cell, cpb)
         kw = dict(board=b, cell=cell, k=k)
         m = chk.fmt("inputs.cells.message", c.string("message"), **kw)
+        chk.message("inputs.cells.message", m)
         cells.append(chk.signal("inputs.cells.signal", m, chk.fmt("inputs.cells.signal", c.string("signal"), **kw)))
     t = ins.section("temps")
     temps = []
@@ -181,6 +182,7 @@ def load_map(name_or_path: str | Path = DEFAULT_MAP, pack: Pack | str | None = N
         b, k = divmod(j, tpb)
         kw = dict(board=b, sensor=j, k=k)
         m = chk.fmt("inputs.temps.message", t.string("message"), **kw)
+        chk.message("inputs.temps.message", m)
         temps.append(chk.signal("inputs.temps.signal", m, chk.fmt("inputs.temps.signal", t.string("signal"), **kw)))
     for what, refs in (("cells", cells), ("temps", temps)):
         seen = [r.signal for r in refs]

@@ -157,7 +157,7 @@ class Receiver:
         inp.cell_v[:] = cv
         t_cells = b.time_s[self.cell_slots]
         oldest = np.minimum.reduceat(t_cells, self.cell_start)
-        inp.board_age_s[:] = now_s - oldest
+        inp.board_age_s[:] = np.maximum(now_s - oldest, 0.0)  # a frame stamped after the step time counts as new
         ok = np.isfinite(oldest)
         for i, (slot, row) in enumerate(zip(self.board_err, self.board_status_row)):
             if slot is not None and self._fresh(row, now_s, age) and b.valid[slot] and b.value[slot] > 0.5:
@@ -168,14 +168,14 @@ class Receiver:
         tv[~tok] = np.nan
         inp.temp_c[:] = tv
         inp.temp_valid[:] = tok & np.isfinite(b.time_s[self.temp_slots])
-        inp.temp_age_s[:] = now_s - b.time_s[self.temp_slots]
+        inp.temp_age_s[:] = np.maximum(now_s - b.time_s[self.temp_slots], 0.0)
         u = inp.u
         i_ok = b.valid[self.s_i] and math.isfinite(b.time_s[self.s_i])
         if self.s_ierr is not None and b.valid[self.s_ierr] and b.value[self.s_ierr] > 0.5:
             i_ok = False
         u[L.U_PACK_I_A] = b.value[self.s_i] if i_ok else 0.0  # u never holds NaN: the flag says invalid
         u[L.U_ISENSE_VALID] = 1.0 if i_ok else 0.0
-        u[L.U_ISENSE_AGE_S] = now_s - b.time_s[self.s_i]
+        u[L.U_ISENSE_AGE_S] = max(now_s - b.time_s[self.s_i], 0.0)
         hv_ok = b.valid[self.s_pv] and b.valid[self.s_bv] and self._fresh(self.r_volt, now_s, age)
         u[L.U_PACK_V] = b.value[self.s_pv] if hv_ok else 0.0
         u[L.U_BUS_V] = b.value[self.s_bv] if hv_ok else 0.0
@@ -186,5 +186,5 @@ class Receiver:
         reset = self.s_reset is not None and b.valid[self.s_reset] and b.value[self.s_reset] > 0.5
         u[L.U_VCU_RESET] = 1.0 if (req_ok and reset) else 0.0
         u[L.U_VCU_VALID] = 1.0 if req_ok else 0.0
-        u[L.U_VCU_AGE_S] = now_s - b.time_s[self.s_req]
+        u[L.U_VCU_AGE_S] = max(now_s - b.time_s[self.s_req], 0.0)
         u[L.U_CHARGER_CONNECTED] = 1.0 if self._fresh(self.r_charger, now_s, age) else 0.0
