@@ -19,7 +19,7 @@ DEPENDENCIES = ("layout.py", "diag_table.py", "diag.py", "contactors.py", "balan
                 "core.py", "model.py", "soc/*.py")
 #: modules whose cached kernels are dropped when a dependency changed
 DEPENDENT = ("diag", "contactors", "balancing", "limits", "core")
-_done = False
+_done: set = set()
 
 
 def _digest() -> str:
@@ -31,14 +31,16 @@ def _digest() -> str:
     return h.hexdigest()
 
 
-def check() -> bool:
-    """Drop stale cached kernels once per process; returns True if anything was dropped."""
-    global _done
-    if _done:
+def check(cache_dir: str | Path | None = None, modules: tuple[str, ...] = DEPENDENT) -> bool:
+    """Drop stale cached kernels of ``modules`` in ``cache_dir`` (default: this package's) once
+    per process and directory; returns True if anything was dropped. Code outside the package
+    whose cached kernels call the firmware step (e.g. benchmarks) passes its own directory."""
+    cache_dir = _PKG / "__pycache__" if cache_dir is None else Path(cache_dir)
+    key = (str(cache_dir), modules)
+    if key in _done:
         return False
-    _done = True
-    cache_dir = _PKG / "__pycache__"
-    stamp = cache_dir / "firmware_kernels.digest"
+    _done.add(key)
+    stamp = cache_dir / f"firmware_kernels.{'-'.join(modules)}.digest"
     digest = _digest()
     try:
         if stamp.read_text() == digest:
@@ -46,7 +48,7 @@ def check() -> bool:
     except OSError:
         pass
     dropped = False
-    for mod in DEPENDENT:
+    for mod in modules:
         for path in cache_dir.glob(f"{mod}.*.nb[ic]"):
             try:
                 path.unlink()
