@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st_
 
 from bms.profile import CellLimits, Profile, load_profile, save_profile
 from hil.pack import (
     E_IBL, E_V, IN_I_A, IN_K0, IN_KIND, IN_P_W, K_NEG, K_POS, K_PRE, PK_IDEM, PK_IPACK, PK_K0, PK_KBREAK0,
-    PK_KFB0, PK_PLIM, PK_VBUS, S_HI, S_LO, X_I, X_Z, PackGeometry, PackSpread, pack_step, sample_sensors,
+    PK_KFB0, PK_PLIM, PK_VBUS, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT, X_I, X_Z, PackGeometry,
+    PackSpread, pack_step, sample_sensors,
 )
 from hil.pack.ready import ready_pack
 from hil.pack.sensors import seed_rng
@@ -184,3 +187,31 @@ def test_single_temperature_profile_and_over_discharge(one_temp_profile):
     assert v[-1] < 3.0 - 10.0 * 0.01 and v[-1] < v[len(v) // 2]
     np.testing.assert_allclose(st.x[:, X_I].reshape(4, 3).sum(axis=1), st.pk[PK_IPACK], rtol=1e-9)
     assert st.pk[PK_IPACK] == pytest.approx(-7.5, abs=1e-3)  # the DC-link discharge resistor takes the rest
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(gain=st_.floats(0.5, 1.5), offset=st_.floats(-1.0, 1.0), quant=st_.sampled_from([0.0, 1e-3, 0.1, 0.5]),
+       noise=st_.floats(0.0, 0.2), lo=st_.floats(-5.0, 3.0), span=st_.floats(0.1, 10.0), seed=st_.integers(0, 99))
+def test_sensor_channel_law(profile, gain, offset, quant, noise, lo, span, seed):
+    """Every reading is on the quantisation grid (or a range end) and inside the range; without
+    noise it is exactly clamp(Q(gain x + offset))."""
+    p, f, st, inp, bleed = make(profile, seed=seed)
+    pack_step(p, f, st, inp, bleed, DT)
+    ns = p.n_series
+    p.sens[:ns, S_GAIN], p.sens[:ns, S_OFFSET], p.sens[:ns, S_QUANT] = gain, offset, quant
+    p.sens[:ns, S_LO], p.sens[:ns, S_HI] = lo, lo + span
+    p.sens[:ns, S_NOISE] = 0.0
+    sample_sensors(p, f, st, 0.1)
+    y = gain * st.truth[:ns] + offset
+    if quant > 0:
+        y = np.floor(y / quant + 0.5) * quant
+    np.testing.assert_allclose(st.meas[:ns], np.clip(y, lo, lo + span), rtol=0, atol=1e-12)
+    p.sens[:ns, S_NOISE] = noise
+    for _ in range(5):
+        sample_sensors(p, f, st, 0.1)
+        m = st.meas[:ns]
+        assert np.all((m >= lo) & (m <= lo + span))
+        if quant > 0:
+            inner = (m > lo) & (m < lo + span)
+            k = m[inner] / quant
+            np.testing.assert_allclose(k, np.round(k), atol=1e-6)

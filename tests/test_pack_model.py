@@ -125,11 +125,16 @@ def test_bad_step_inputs_are_counted_and_harmless(profile):
 
 
 # ---------------------------------------------------------------- charge
+cell_socs = st_.lists(st_.floats(0.15, 0.85), min_size=8, max_size=8).map(np.array)
+cell_temps = st_.lists(st_.floats(-10.0, 50.0), min_size=8, max_size=8).map(np.array)
+
+
 @HYP
-@given(segs=segments, bleed_bits=st_.integers(0, 15), seed=st_.integers(0, 50))
-def test_charge_conservation(profile, segs, bleed_bits, seed):
-    """Per cell: Q_c dz = sum (eta(i) i) dt; per element: sum of parallel currents + bleed = I_pack."""
-    p, f, st, inp, bleed = make(profile, seed=seed)
+@given(segs=segments, bleed_bits=st_.integers(0, 15), seed=st_.integers(0, 50), socs=cell_socs, temps=cell_temps)
+def test_charge_conservation(profile, segs, bleed_bits, seed, socs, temps):
+    """Per cell: Q_c dz = sum (eta(i) i) dt; per element: sum of parallel currents + bleed = I_pack
+    (cells at different SOC and temperature, so the parallel split is uneven)."""
+    p, f, st, inp, bleed = make(profile, seed=seed, soc=socs, temp_c=temps)
     bleed[:] = [(bleed_bits >> s) & 1 for s in range(p.n_series)]
     z0 = st.x[:, X_Z].copy()
     q_cells = np.zeros(p.n_cells)
@@ -184,12 +189,12 @@ def _thermal_energy(p, st):
 
 
 @HYP
-@given(segs=segments, bleed_bits=st_.integers(0, 15), seed=st_.integers(0, 50))
-def test_energy_conservation(profile, segs, bleed_bits, seed):
+@given(segs=segments, bleed_bits=st_.integers(0, 15), seed=st_.integers(0, 50), socs=cell_socs, temps=cell_temps)
+def test_energy_conservation(profile, segs, bleed_bits, seed, socs, temps):
     """Chemical energy released (integral of OCV dq, from the SOC trajectory) = energy out of the
     terminals + bleed heat on the boards + heat in the cells (seen by the thermal network) +
-    change of RC energy; and out of the terminals = load + bus capacitor + discharge + path heat."""
-    p, f, st, inp, bleed = make(profile, seed=seed)
+    change of RC energy; the load takes V_bus I_load, the path R I^2 plus the bus jumps' C dV^2 / 2."""
+    p, f, st, inp, bleed = make(profile, seed=seed, soc=socs, temp_c=temps)
     bleed[:] = [(bleed_bits >> s) & 1 for s in range(p.n_series)]
     ocv = _ocv_fn(p)
     e_chem = 0.0
@@ -198,7 +203,8 @@ def test_energy_conservation(profile, segs, bleed_bits, seed):
     e_bleed = 0.0
     e_path_r = 0.0
     e_jump = 0.0
-    e_dis = 0.0
+    e_dis = np.zeros(2)
+    load_tol = 0.0
     th0, rc0, acc0, vb0 = _thermal_energy(p, st), _rc_energy(st), st.acc.copy(), st.pk[PK_VBUS]
     for i_a, n in segs:
         inp[IN_I_A] = i_a
@@ -206,11 +212,13 @@ def test_energy_conservation(profile, segs, bleed_bits, seed):
             z_a, t_a, vb_a = st.x[:, X_Z].copy(), st.x[:, X_T].copy(), st.pk[PK_VBUS]
             pack_step(p, f, st, inp, bleed, DT)
             z_b = st.x[:, X_Z]
-            e_chem += np.sum(ocv(np.c_[t_a, 0.5 * (z_a + z_b)]) * p.cap_as * (z_b - z_a))
+            t_grid = np.clip(t_a, p.temp_c[0], p.temp_c[-1])  # OCV is held beyond the temperature grid
+            e_chem += np.sum(ocv(np.c_[t_grid, 0.5 * (z_a + z_b)]) * p.cap_as * (z_b - z_a))
             e_term += st.pk[PK_VPACK] * st.pk[PK_IPACK] * DT
             e_load -= st.pk[PK_IDEM] * st.pk[PK_VBUS] * DT  # tau of the closed path << dt
+            load_tol += abs(st.pk[PK_IDEM] * (st.pk[PK_VBUS] - vb_a)) * DT  # step mean lies in [V_a, V_b]
             e_path_r += p.r_contact_ohm * st.pk[PK_IPACK] ** 2 * DT
-            e_dis += st.pk[PK_VBUS] ** 2 / p.bus_dis_ohm * DT
+            e_dis += np.array(sorted([vb_a ** 2, st.pk[PK_VBUS] ** 2])) / p.bus_dis_ohm * DT  # bounds
             e_jump += 0.5 * p.bus_cap_f * (st.pk[PK_VBUS] - vb_a) ** 2
             e_bleed += np.sum(bleed * st.elem[:, E_V] ** 2 / p.bleed_ohm) * DT
     heat = _thermal_energy(p, st) - th0
@@ -220,10 +228,10 @@ def test_energy_conservation(profile, segs, bleed_bits, seed):
     d = st.acc - acc0
     assert d[A_E_TERM] == pytest.approx(e_term, rel=1e-9, abs=1e-6)
     assert d[A_E_BLEED] == pytest.approx(e_bleed, rel=1e-9, abs=1e-6)
-    assert d[A_E_LOAD] == pytest.approx(e_load, rel=1e-4, abs=1e-6 * scale)
+    assert abs(d[A_E_LOAD] - e_load) <= load_tol + 1e-9 * scale
     # path heat: R_contact I^2 in steady operation plus C dV^2 / 2 per bus voltage jump
     assert e_path_r - 1e-6 * scale <= d[A_E_PATH] <= e_path_r + e_jump + 1e-6 * scale
-    assert d[A_E_DIS] == pytest.approx(e_dis, rel=1e-3)
+    assert e_dis[0] * (1 - 1e-9) <= d[A_E_DIS] <= e_dis[1] * (1 + 1e-9)
 
 
 # ---------------------------------------------------------------- thermal

@@ -31,13 +31,16 @@ def precharge_and_close(p, f, st, inp, bleed, dt_s: float, precharge_s: float = 
 
 
 def ready_pack(profile: Profile, geometry: PackGeometry | None = None, spread: PackSpread | None = None,
-               soc: float = 0.5, temp_c: float = 25.0, seed: int = 0, close: bool = True, dt_s: float = 0.01):
+               soc: float | np.ndarray = 0.5, temp_c: float | np.ndarray = 25.0, seed: int = 0, close: bool = True,
+               dt_s: float = 0.01):
     """(params, faults, state, inputs, bleed commands) of a rested pack at ``soc`` and ``temp_c``
-    (coolant and ambient at ``temp_c`` too), contactors closed after a precharge when ``close``."""
+    (scalars or per cell; coolant and ambient at the mean temperature), contactors closed after a
+    precharge when ``close``."""
     p = build_params(profile, geometry, spread, seed=seed)
     f = new_faults(p)
     st = init_state(p, soc=soc, temp_c=temp_c, dt_s=dt_s, seed=seed)
-    inp = new_inputs(coolant_c=temp_c, ambient_c=temp_c)
+    t_mean = float(np.mean(temp_c))
+    inp = new_inputs(coolant_c=t_mean, ambient_c=t_mean)
     bleed = np.zeros(p.n_series, np.uint8)
     if close:
         precharge_and_close(p, f, st, inp, bleed, dt_s)
