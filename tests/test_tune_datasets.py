@@ -133,5 +133,14 @@ def test_model_replay_truth_is_the_model(tmp_path, lab):
 
 
 def test_scenario_kind_reports_missing_simulator():
-    with pytest.raises(DataError, match="not available until hil scenarios exist"):
+    # hil.scenario is being written alongside: either way the answer is a clear error, no crash
+    with pytest.raises(DataError, match="not available until hil scenarios exist|not wired into bms tune yet"):
         load_dataset("scenario:yard_shift", load_profile("winston_lfp100"))
+
+
+def test_decimation_keeps_the_charge():
+    full = load_dataset(f"{LAB},start={START},duration=600")
+    dec = load_dataset(f"{LAB},start={START},duration=600,every=7")
+    assert dec.current_a[0] == pytest.approx(full.current_a[:7].mean())
+    assert np.sum(dec.current_a * np.diff(np.append(dec.time_s, full.time_s[-1] + 1))) == \
+        pytest.approx(np.sum(full.current_a), rel=1e-12)

@@ -85,6 +85,8 @@ def _inputs(args):
     prof = load_profile(args.profile)
     datasets = [load_dataset(d, prof) for d in args.data]
     perts = [parse(x) for x in (args.perturb or STANDARD)]
+    if len({d.name for d in datasets}) != len(datasets):
+        raise ValueError("two datasets share a name (the same file twice?): results would be merged")
     if len({pt.name for pt in perts}) != len(perts):
         raise ValueError("two perturbations share a name; give name=... to tell them apart")
     return prof, datasets, perts

@@ -51,19 +51,26 @@ class Dataset:
         return self.time_s.size
 
     def window(self, start_s: float = 0.0, duration_s: float | None = None, every: int = 1) -> "Dataset":
-        """Samples with start_s <= t - t0 < start_s + duration_s, every ``every``-th."""
+        """Samples with start_s <= t - t0 < start_s + duration_s, every ``every``-th; the current
+        of a kept sample is the mean over the samples it stands for (the estimator holds it until
+        the next kept sample), so decimation keeps the charge."""
         rel = self.time_s - self.time_s[0]
         if not 0.0 <= start_s <= rel[-1]:
             raise DataError(f"{self.name}: start={start_s} is outside the data (0..{rel[-1]:.0f} s)")
         if every < 1:
             raise DataError(f"{self.name}: every={every} must be >= 1")
         end = np.inf if duration_s is None else start_s + duration_s
-        sel = np.flatnonzero((rel >= start_s - 1e-9) & (rel < end))[::every]
+        inside = np.flatnonzero((rel >= start_s - 1e-9) & (rel < end))
+        sel = inside[::every]
         if sel.size < 2:
             raise DataError(f"{self.name}: fewer than 2 samples in the window start={start_s} duration={duration_s}")
         c = lambda a: np.ascontiguousarray(a[sel], dtype=float)  # noqa: E731
-        return replace(self, time_s=c(self.time_s), current_a=c(self.current_a), voltage_v=c(self.voltage_v),
-                       temp_c=c(self.temp_c), soc_true=c(self.soc_true))
+        cur = c(self.current_a)
+        if every > 1:  # mean over each kept sample's stretch (NaNs propagate: the estimator holds)
+            last = min(int(sel[-1]) + every, int(inside[-1]) + 1)
+            cur = np.add.reduceat(self.current_a[sel[0]:last], sel - sel[0]) / np.diff(np.append(sel, last))
+        return replace(self, time_s=c(self.time_s), current_a=np.ascontiguousarray(cur, dtype=float),
+                       voltage_v=c(self.voltage_v), temp_c=c(self.temp_c), soc_true=c(self.soc_true))
 
 
 def parse_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -124,7 +131,8 @@ def _lab(path: str, opts: dict, spec: str) -> Dataset:
     d = load_csv(path)
     if ref not in d.columns:
         raise DataError(f"{d.path}: missing column {ref} (the truth SOC); found {', '.join(d.columns)}")
-    return Dataset(Path(d.path).name, "lab", d.time_s, d.current_a, d.voltage_v, d.temperature_c,
+    name = Path(d.path).name + ("" if ref == "soc_ref" else f"[{ref}]")
+    return Dataset(name, "lab", d.time_s, d.current_a, d.voltage_v, d.temperature_c,
                    np.ascontiguousarray(d.columns[ref]), f"column {ref}")
 
 
@@ -148,12 +156,8 @@ def _scenario(name: str, opts: dict, spec: str, profile: Profile | None) -> Data
     if importlib.util.find_spec("hil.scenario") is None:
         raise DataError(f"dataset {spec!r}: simulator scenarios are not available until hil scenarios exist "
                         "(no module hil.scenario); use model:PATH to replay a lab profile through the cell model")
-    import hil.scenario as sc  # pragma: no cover - depends on a package written later
-
-    loader = getattr(sc, "tune_dataset", None)
-    if loader is None:
-        raise DataError(f"dataset {spec!r}: hil.scenario has no tune_dataset(name, profile, **options) yet")
-    return loader(name, profile, **{k: opts.pop(k) for k in list(opts)})
+    raise DataError(f"dataset {spec!r}: simulator scenarios are not wired into bms tune yet; record the co-simulation "
+                    "to a CAN log (.blf/.log) and give that file as a CAN dataset, or use model:PATH")
 
 
 def data_path(path: str) -> Path:
