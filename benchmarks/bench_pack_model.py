@@ -45,11 +45,8 @@ def _pack_setup():
     return p, f, st, bleed, seq
 
 
-def _copy_state(st):
-    return type(st)._make(a.copy() for a in st)
-
-
 def bench_pack():
+    from hil.pack import copy_state as _copy_state
     from hil.pack import pack_run, pack_step, sample_sensors
 
     p, f, st0, bleed, seq = _pack_setup()
@@ -114,7 +111,8 @@ def run() -> dict:
     ref = bench_pybamm()
     if ref is None:
         figs["pack_model.cell_steps_per_s"] = figure(
-            rate, "cell-steps/s", note=f"192s2p, 10 ms, 1 h UDDS current, {t_run:.2f} s CPU ({t_wall:.2f} s wall) per hour; "
+            rate, "cell-steps/s",
+            note=f"192s2p, 10 ms, 1 h UDDS current, {t_run:.2f} s CPU ({t_wall:.2f} s wall) per hour; "
                             "pybamm not installed")
     else:
         t_pb, n_pb, _ = ref

@@ -14,7 +14,7 @@ from bms.profile import CellLimits, Profile, load_profile, save_profile
 from hil.pack import (
     E_IBL, E_V, IN_I_A, IN_K0, IN_KIND, IN_P_W, K_NEG, K_POS, K_PRE, PK_IDEM, PK_IPACK, PK_K0, PK_KBREAK0,
     PK_KFB0, PK_PLIM, PK_VBUS, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT, X_I, X_Z, PackGeometry,
-    PackSpread, pack_step, sample_sensors,
+    PackSpread, copy_state, pack_step, sample_sensors,
 )
 from hil.pack.ready import ready_pack
 from hil.pack.sensors import seed_rng
@@ -87,7 +87,7 @@ def test_sensors_quantised_deterministic_and_noisy(profile):
     p, f, st, inp, bleed = make(profile, seed=5)
     inp[IN_I_A] = -50.0
     pack_step(p, f, st, inp, bleed, DT)
-    st2 = type(st)._make(a.copy() for a in st)
+    st2 = copy_state(st)
     sample_sensors(p, f, st, 0.1)
     sample_sensors(p, f, st2, 0.1)
     assert np.array_equal(st.meas, st2.meas)
@@ -105,7 +105,7 @@ def test_sensors_quantised_deterministic_and_noisy(profile):
     sd = np.std(err)
     assert 0.85 < sd / math.sqrt(0.5e-3 ** 2 + 1e-6 / 12) < 1.15
     assert abs(np.mean(err)) < 1e-4
-    st3 = type(st)._make(a.copy() for a in st)
+    st3 = copy_state(st)
     st3.rng[:] = seed_rng(6)
     sample_sensors(p, f, st, 0.01)
     sample_sensors(p, f, st3, 0.01)

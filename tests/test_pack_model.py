@@ -297,7 +297,8 @@ def test_two_rc_step_response(flat_profile):
 def test_precharge_exponential_reference_pack(profile):
     """192s2p, 50 ohm, 1 mF: V_bus = E (1 - exp(-t / tau)), tau = (R_pre + R_contact + R_th) C
     ~ 50 ms, 95 % at ~3 tau; the resistors dissipate C V^2 / 2 (as much as the capacitor stores)."""
-    p, f, st, inp, bleed = make(profile, PackGeometry(), PackSpread(), soc=0.6, close=False)
+    g = PackGeometry(r_precharge_ohm=50.0, bus_cap_f=1e-3)
+    p, f, st, inp, bleed = make(profile, g, PackSpread(), soc=0.6, close=False)
     inp[IN_K0 + K_NEG] = inp[IN_K0 + K_PRE] = 1.0
     vb, closed = [], []
     for _ in range(70):

@@ -19,9 +19,9 @@ from hil.pack.layout import *  # noqa: F401,F403  (column indices are part of th
 from hil.pack.model import pack_run, pack_step
 from hil.pack.params import PackFaults, PackGeometry, PackModelParams, PackSpread, SensorSpec, build_params, new_faults
 from hil.pack.sensors import sample_sensors
-from hil.pack.state import PackState, init_state, new_inputs
+from hil.pack.state import PackState, copy_state, init_state, new_inputs
 
 __all__ = [
-    "PackFaults", "PackGeometry", "PackModelParams", "PackSpread", "PackState", "SensorSpec", "build_params",
+    "PackFaults", "PackGeometry", "PackModelParams", "PackSpread", "PackState", "SensorSpec", "build_params", "copy_state",
     "init_state", "new_faults", "new_inputs", "pack_run", "pack_step", "sample_sensors",
 ] + [k for k in dir(_layout) if k.isupper()]

@@ -264,7 +264,8 @@ def pack_step(p, f, st, inp, bleed_cmd, dt_s):
     current split and cell update, and (every ``p.thermal_every`` steps) the thermal network
     and the coefficient cache. ``inp`` is the (NIN,) input row (hil.pack.layout IN_*),
     ``bleed_cmd`` (n_series,) uint8 balancing commands. No allocation. Non-finite demands count
-    in PK_BADIN and act as zero demand; a non-positive or non-finite ``dt_s`` or wrongly sized arrays count and the step is skipped."""
+    in PK_BADIN and act as zero demand; a non-positive or non-finite ``dt_s`` or wrongly sized
+    arrays count there too and the step is skipped."""
     pk = st.pk
     if not (dt_s > 0.0 and dt_s < 1e6) or bleed_cmd.shape[0] != p.n_series or inp.shape[0] < NIN:
         pk[PK_BADIN] += 1.0

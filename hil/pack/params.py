@@ -39,9 +39,9 @@ class PackGeometry:
     temp_sensors_per_board: int = 8
     bleed_ohm: float = 33.0  # per series element
     bleed_heat_to_cell: float = 0.3  # share of bleed heat that goes into the element's cells
-    r_precharge_ohm: float = 50.0
+    r_precharge_ohm: float = 47.0  # as bms/packs/heavy_duty_192s.toml
     r_contact_ohm: float = 0.5e-3  # main path: both contactors, busbars, fuse
-    bus_cap_f: float = 1e-3  # inverter DC-link capacitance
+    bus_cap_f: float = 2e-3  # inverter DC-link capacitance (tau ~ 94 ms)
     bus_dis_ohm: float = 100e3  # passive discharge resistor across the DC link
     contactor_close_s: float = 0.03
     contactor_open_s: float = 0.015
@@ -88,12 +88,12 @@ class SensorSpec:
     temp_offset_sd_c: float = 0.3
     temp_gain_sd: float = 0.002
     temp_quant_c: float = 0.1
-    temp_range_c: tuple[float, float] = (-40.0, 125.0)
+    temp_range_c: tuple[float, float] = (-55.0, 150.0)  # an open NTC reads the low end, a short the high end
     current_noise_a: float = 0.1
     current_offset_sd_a: float = 0.2
     current_gain_sd: float = 2e-3
     current_quant_a: float = 1e-3
-    current_range_a: tuple[float, float] = (-1500.0, 1500.0)
+    current_range_a: tuple[float, float] = (-2500.0, 2500.0)
     pack_v_noise_v: float = 0.1
     pack_v_offset_sd_v: float = 0.3
     pack_v_gain_sd: float = 1e-3
@@ -339,11 +339,13 @@ def build_params(profile: Profile, geometry: PackGeometry | None = None, spread:
         soc0=float(soc[0]), dsoc=float(soc[1] - soc[0]),
         temp_c=f64(profile.temp_c), inv_temp_k=f64(1.0 / (profile.temp_c + T0_K)),
         ocv_v=f64(tab["ocv_v"]), hyst_v=f64(tab["hyst_v"]),
-        ln_r0c=_ln(tab["r0_chg_ohm"]), ln_r0d=_ln(tab["r0_dis_ohm"]), ln_r1=_ln(tab["r1_ohm"]), ln_r2=_ln(tab["r2_ohm"]),
+        ln_r0c=_ln(tab["r0_chg_ohm"]), ln_r0d=_ln(tab["r0_dis_ohm"]),
+        ln_r1=_ln(tab["r1_ohm"]), ln_r2=_ln(tab["r2_ohm"]),
         tau1_s=f64(tab["tau1_s"]), tau2_s=f64(tab["tau2_s"]), gamma=f64(tab["gamma"]), m0_v=f64(tab["m0_v"]),
         rsoc=f64(rsoc), ocv_edge_slope_v=float(g.ocv_edge_slope_v), eta_chg=float(profile.eta_chg),
         n_series=int(g.n_series), n_parallel=int(g.n_parallel),
-        cap_as=f64(cap_as), inv_cap_as=f64(1.0 / cap_as), r_scale=f64(r_scale), gam_scale=f64(gam_scale), sd_a25=f64(sd_a25),
+        cap_as=f64(cap_as), inv_cap_as=f64(1.0 / cap_as), r_scale=f64(r_scale), gam_scale=f64(gam_scale),
+        sd_a25=f64(sd_a25),
         soc0_offset=f64(soc0_offset), heat_cap_j_k=heat_cap, g_cool_w_k=g_cool, g_amb_w_k=g_amb, g_nbr_w_k=g_nbr,
         bleed_ohm=np.full(g.n_series, float(g.bleed_ohm)),
         bleed_to_cell=float(g.bleed_heat_to_cell), sd_ea_k=float(g.self_discharge_ea_j_mol / R_GAS),

@@ -73,3 +73,8 @@ def new_inputs(flow_kg_s: float = 0.2, coolant_c: float = 25.0, ambient_c: float
     inp[IN_TCOOL] = coolant_c
     inp[IN_TAMB] = ambient_c
     return inp
+
+
+def copy_state(st: PackState) -> PackState:
+    """A deep copy (snapshot) of a pack state; assign it back field by field or keep it to restart."""
+    return PackState._make(a.copy() for a in st)

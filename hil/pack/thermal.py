@@ -72,7 +72,8 @@ def arrhenius(ln_tab, temp_grid, inv_grid, temp_c, extrap_k):
 def refresh_cache(p, x, cache, dt_s):
     """Per-cell coefficients at the cell temperature T and step ``dt_s``:
     R0, R1, R2 = r_scale * Arrhenius(T); a_k = exp(-dt/tau_k(T)); b_k = tau_k (1 - a_k) / dt;
-    C_k = tau_k / R_k (the change of C_k v_k^2 / 2 goes to the cell's heat); gamma' = gamma(T) * gam_scale / Q_as; I_sd = I_sd25 exp(-Ea/R (1/T - 1/298.15))."""
+    C_k = tau_k / R_k (the change of C_k v_k^2 / 2 goes to the cell's heat);
+    gamma' = gamma(T) * gam_scale / Q_as; I_sd = I_sd25 exp(-Ea/R (1/T - 1/298.15))."""
     for c in range(x.shape[0]):
         t = x[c, X_T]
         j, w = bracket(p.temp_c, t)
