@@ -22,6 +22,6 @@ from hil.pack.sensors import sample_sensors
 from hil.pack.state import PackState, copy_state, init_state, new_inputs
 
 __all__ = [
-    "PackFaults", "PackGeometry", "PackModelParams", "PackSpread", "PackState", "SensorSpec", "build_params", "copy_state",
-    "init_state", "new_faults", "new_inputs", "pack_run", "pack_step", "sample_sensors",
+    "PackFaults", "PackGeometry", "PackModelParams", "PackSpread", "PackState", "SensorSpec", "build_params",
+    "copy_state", "init_state", "new_faults", "new_inputs", "pack_run", "pack_step", "sample_sensors",
 ] + [k for k in dir(_layout) if k.isupper()]

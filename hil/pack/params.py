@@ -255,7 +255,9 @@ def _validate(g: PackGeometry, s: PackSpread) -> None:
         _check(name, getattr(g, name), 0.0, 1e9)
     _check("bleed_heat_to_cell", g.bleed_heat_to_cell, 0.0, 1.0)
     _check("board_gap_factor", g.board_gap_factor, 0.0, 1.0)
-    for name in ("capacity_rel_sd", "resistance_rel_sd", "gamma_rel_sd", "self_discharge_log_sd", "soc0_sd"):
+    for name in ("capacity_rel_sd", "resistance_rel_sd", "gamma_rel_sd"):  # 3 sd truncation keeps > 0.1
+        _check(name, getattr(s, name), 0.0, 0.3)
+    for name in ("self_discharge_log_sd", "soc0_sd"):
         _check(name, getattr(s, name), 0.0, 0.5)
     _check("self_discharge_pct_month", s.self_discharge_pct_month, 0.0, 100.0)
 

@@ -34,6 +34,7 @@ def seed_rng(seed: int) -> np.ndarray:
 
 @nb.njit(cache=True, inline="always")
 def _rotl(v, k):
+    """64-bit rotate left: (v << k) | (v >> (64 - k))."""
     return (v << nb.uint64(k)) | (v >> nb.uint64(64 - k))
 
 
