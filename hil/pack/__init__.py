@@ -3,15 +3,21 @@ parallel current split, 2RC + two-state hysteresis, Arrhenius resistances, self-
 lumped thermal network with coolant, contactor / precharge / DC-link circuit, bleed resistors)
 and its sensors.
 
-Typical use (one call per physics step, arrays only)::
+Typical use (one call per physics step, arrays only; column indices from :mod:`hil.pack.layout`)::
 
-    p = build_params(load_profile("winston_lfp100"), PackGeometry(), seed=1)
-    f = new_faults(p); st = init_state(p, soc=0.8, temp_c=25.0, dt_s=0.01)
+    p = build_params(load_profile("winston_lfp100"), PackGeometry(), seed=1)   # 192s2p
+    f = new_faults(p)                      # fault arrays, set in place by fault injection
+    st = init_state(p, soc=0.8, temp_c=25.0, dt_s=0.01, seed=1)
     inp = new_inputs(); bleed = np.zeros(p.n_series, np.uint8)
-    inp[IN_K0 + K_NEG] = 1; inp[IN_K0 + K_PRE] = 1          # precharge
-    pack_step(p, f, st, inp, bleed, 0.01)                    # every 10 ms
-    sample_sensors(p, f, st, 0.1)                            # whenever a CMU samples
-    st.meas[p.ch_cell_v(0)], st.meas[p.ch_current], st.pk[PK_VBUS] + [k for k in dir(_layout) if k.isupper()]
+    inp[IN_K0 + K_NEG] = inp[IN_K0 + K_PRE] = 1.0     # contactor commands (precharge)
+    inp[IN_I_A] = -200.0                               # load demand (or IN_KIND = 1, IN_P_W)
+    pack_step(p, f, st, inp, bleed, 0.01)              # every 10 ms
+    sample_sensors(p, f, st, 0.1)                      # whenever the CMUs / sensors sample
+    st.meas[p.ch_cell_v(0)], st.meas[p.ch_current], st.pk[PK_KFB0 + K_POS]   # measured values
+    st.x[:, X_Z], st.x[:, X_T], st.pk[PK_VBUS]         # the truth, for scoring
+
+``hil.pack.ready.ready_pack`` builds all of it with the contactors closed through a precharge;
+``pack_run`` runs many steps in one call (batch / benchmarks).
 """
 
 from hil.pack import layout as _layout
