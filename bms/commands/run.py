@@ -1,0 +1,109 @@
+"""``bms run``: the BMS node on a real or virtual CAN bus, in real time.
+
+    bms run --pack heavy_duty_192s -i socketcan -c can0 [-b 500000]
+    bms run -i virtual -c demo --duration-s 10 --stats-json stats.json
+
+The bus options are python-can's own (``can.cli``: -i/-c/-b, --bus-kwargs, ...); without -i
+python-can's configuration (``~/can.ini``, ``$CAN_INTERFACE``, ...) applies, and
+``--can-config FILE [--can-context SECTION]`` reads a python-can config file. A one-line live
+status goes to stderr. Ctrl-C / SIGTERM first request the contactors open (STANDBY under the
+break-current rule), send a final state frame, then shut the bus down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    import can.cli
+
+    p = sub.add_parser("run", help="run the BMS node on a CAN bus (real time)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pack", default=None, help="pack name or TOML (default: the map's pack)")
+    p.add_argument("--map", default="bms_fil_heavy_duty_192s", help="signal map name or TOML")
+    p.add_argument("--duration-s", type=float, default=None, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    p.add_argument("--shutdown-s", type=float, default=3.0, metavar="S",
+                   help="at most this long waiting for the contactors to open at shutdown (default 3)")
+    p.add_argument("--state", type=Path, default=None, metavar="FILE",
+                   help="persistent state (.npz): loaded at start if it exists, saved at shutdown")
+    p.add_argument("--can-config", type=Path, default=None, metavar="FILE", help="python-can config file")
+    p.add_argument("--can-context", default=None, metavar="SECTION", help="section of the config file")
+    p.add_argument("--stats-json", type=Path, default=None, metavar="FILE", help="write the node statistics here at exit")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--status", dest="status", action="store_true", default=True, help="live status line (default)")
+    g.add_argument("-q", "--quiet", dest="status", action="store_false", help="no status line")
+    can.cli.add_bus_arguments(p, group_title="CAN bus (python-can)")
+    p.set_defaults(func=run)
+
+
+def _bus(args):
+    import can.cli
+    import can.util
+
+    from bms.can.dbc import bitrate_bps
+
+    extra = {}
+    if args.can_config is not None:
+        if not args.can_config.is_file():
+            raise FileNotFoundError(f"{args.can_config}: no such python-can config file")
+        extra = can.util.load_file_config(str(args.can_config), args.can_context)
+    if getattr(args, "bitrate", None) is None and "bitrate" not in extra:
+        args.bitrate = bitrate_bps()  # the DBC's nominal bit rate
+    for k, v in extra.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return can.cli.create_bus_from_namespace(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bms import core
+    from bms.node import BmsNode, WallClock, status_line
+    from bms.node.node import warm_up
+    from bms.signal_map import load_map
+
+    smap = load_map(args.map, pack=args.pack)
+    warm_up(smap)  # numba compile before real time starts
+    state = None
+    if args.state is not None and args.state.is_file():
+        state = core.load_state(smap.pack.params(), args.state)
+    bus = _bus(args)
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    tty = sys.stderr.isatty()
+
+    def show(s: dict) -> None:
+        line = status_line(s)
+        sys.stderr.write(("\r" + line + "\033[K") if tty else (line + "\n"))
+        sys.stderr.flush()
+
+    opened = False
+    try:
+        node = BmsNode(bus, smap, clock=WallClock(), state=state)
+        node.run(args.duration_s, stop=lambda: stop["flag"], on_status=show if args.status else None,
+                 status_period_s=0.5 if tty else 1.0)
+        opened = node.shutdown(max_s=args.shutdown_s)
+        if args.status:
+            show(node.status())
+            sys.stderr.write("\n")
+        if args.state is not None:
+            core.save_state(node.st, args.state)
+        if args.stats_json is not None:
+            args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status()},
+                                                  indent=1, default=float))
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        bus.shutdown()
+    if not opened:
+        print("bms run: contactors still closed at shutdown (break-current rule)", file=sys.stderr)
+        return 1
+    return 0
