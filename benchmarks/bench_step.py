@@ -12,6 +12,7 @@ shared); wall-clock figures are given beside them."""
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import statistics
 import time
@@ -63,11 +64,14 @@ def _ready(prm):
     return st, inp
 
 
-def _runner(step_fn, st0, inp0, prm, scen, log=None):
+def _runner(make_step, st0, inp0, prm, scen, log=None):
+    """A run over the scenario from copies of the ready state; ``make_step(st, inp, prm)``
+    returns the per-step callable f(dt_s)."""
     i_a, cell_v, temp_c = scen
 
     def run():
         st, inp = copy.deepcopy(st0), copy.deepcopy(inp0)
+        f = make_step(st, inp, prm)
         u = inp.u
         for k in range(N_STEPS):
             inp.cell_v[:] = cell_v[k]
@@ -75,12 +79,20 @@ def _runner(step_fn, st0, inp0, prm, scen, log=None):
             u[L.U_PACK_I_A] = i_a[k]
             u[L.U_PACK_V] = u[L.U_BUS_V] = inp.cell_v.sum()
             u[L.U_CONTACTOR_FB] = st.out[L.Y_CONTACTORS]
-            step_fn(st, inp, prm, DT_S)
+            f(DT_S)
             if log is not None:
                 log.append(st.out[[L.Y_STATE, L.Y_CONTACTORS, L.Y_FAULT_BITS, L.Y_WARN_BITS, L.Y_N_BLEEDING]].copy())
         return st
 
     return run
+
+
+def _plain(st, inp, prm):
+    return functools.partial(core.step, st, inp, prm)
+
+
+def _numpy(st, inp, prm):
+    return functools.partial(numpy_step, st, inp, prm)
 
 
 def cpu_seconds(fn, repeat=5):
@@ -100,17 +112,19 @@ def run() -> dict:
     st0, inp0 = _ready(prm)
     scen = _scenario(prm)
     log_nb, log_np = [], []
-    _runner(core.step, st0, inp0, prm, scen, log_nb)()
-    _runner(numpy_step, st0, inp0, prm, scen, log_np)()
+    _runner(_plain, st0, inp0, prm, scen, log_nb)()
+    _runner(_numpy, st0, inp0, prm, scen, log_np)()
     same = np.array_equal(np.array(log_nb), np.array(log_np))
 
     def kernel():
         st, inp = copy.deepcopy(st0), copy.deepcopy(inp0)
         run_compiled(st, inp, prm, *scen, DT_S)
 
-    call_nb, call_np = _runner(core.step, st0, inp0, prm, scen), _runner(numpy_step, st0, inp0, prm, scen)
+    call_nb, call_np = _runner(_plain, st0, inp0, prm, scen), _runner(_numpy, st0, inp0, prm, scen)
+    call_bound = _runner(core.bind, st0, inp0, prm, scen)
     t_kernel = cpu_seconds(kernel) / N_STEPS
     t_call = cpu_seconds(call_nb) / N_STEPS
+    t_bound = cpu_seconds(call_bound) / N_STEPS
     t_np = cpu_seconds(call_np, repeat=3) / N_STEPS
     w_kernel = median_seconds(kernel, repeat=5) / N_STEPS
     w_call = median_seconds(call_nb, repeat=5) / N_STEPS
@@ -123,6 +137,8 @@ def run() -> dict:
         "step_us_wall": figure(w_kernel * 1e6, "us/step", note="same, wall clock (inflated when the machine is shared)"),
         "step_python_call_us": figure(t_call * 1e6, "us/step",
                                       note=f"one core.step call from Python per step incl. input copy, CPU time (wall {w_call * 1e6:.0f} us)"),
+        "step_bound_call_us": figure(t_bound * 1e6, "us/step",
+                                     note="the same through core.bind (overload resolved once), CPU time"),
         "step_vs_numpy": figure(n / t_call, "cell-steps/s", baseline=n / t_np, ratio=t_np / t_call,
                                 note=f"both called from Python per step, same inputs, CPU time; decisions equal: {same} (target >= 20x)"),
         "step_kernel_vs_numpy": figure(n / t_kernel, "cell-steps/s", baseline=n / t_np, ratio=t_np / t_kernel,

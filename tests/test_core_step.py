@@ -142,3 +142,18 @@ def test_noisy_in_range_measurements_never_trip_a_fault(base_v, temp, segments, 
             assert r.out[L.Y_FAULT_BITS] == 0, core.outputs(r.st)["faults"]
             assert r.out[L.Y_WARN_BITS] == 0, core.outputs(r.st)["warnings"]
     assert r.state == L.ST_DRIVE
+
+
+def test_bound_step_equals_step():
+    a, b = Rig(seed=4), Rig(seed=4)
+    run_b = core.bind(b.st, b.inp, b.prm)
+    for r in (a, b):
+        r.inp.u[L.U_VCU_REQUEST] = L.REQ_DRIVE
+    for k in range(40):
+        a.step(DT)
+        b.plant(DT)
+        b.inp.cell_v[:] = a.inp.cell_v
+        b.inp.u[L.U_PACK_V] = a.inp.u[L.U_PACK_V]
+        run_b(DT)
+        np.testing.assert_array_equal(a.out, b.out)
+    assert a.state == L.ST_DRIVE
