@@ -76,6 +76,26 @@ def test_target_p05(files):
     assert m["rmse_pct"] <= 1.5 and m["max_abs_pct"] <= 3.0
 
 
+def test_a123_dynamic_tracks_offset_free_reference():
+    """The A123 run's current carries an offset (data/README.md); ``soc_ref`` integrates it,
+    ``soc_ref_dynQ`` closes the run's own charge balance. The EKF follows the physics."""
+    import numpy as np
+
+    d = load_csv("a123_26650/dyn_25C_script1.csv.gz", require_soc_ref=True)
+    res = evaluate("a123_26650", d)
+    ref_q = d.columns["soc_ref_dynQ"]
+    assert 100 * np.sqrt(np.mean((res.soc_est - ref_q) ** 2)) <= 2.0
+    # and the disagreement with soc_ref is the offset's drift, not noise: it grows with time
+    gap = res.soc_est - d.soc_ref
+    assert abs(gap[-3600:].mean()) > abs(gap[:3600].mean())
+
+
+@pytest.mark.xfail(strict=True, reason="issue 2 bar vs soc_ref not met: 5.2 % RMSE, because soc_ref integrates "
+                   "the run's ~+18 mA current offset (vs the offset-free soc_ref_dynQ: 1.6 %)")
+def test_target_a123_vs_soc_ref():
+    assert evaluate("a123_26650", "a123_26650/dyn_25C_script1.csv.gz").metrics["rmse_pct"] <= 2.0
+
+
 def test_eval_cli_json(tmp_path, capsys):
     import json
 

@@ -14,6 +14,7 @@ RUNS = (
     ("winston_lfp100", "winston_lfp100/udds_P25.csv.gz", "Winston LFP100AHA, UDDS blocks, 25 C"),
     ("winston_lfp100", "winston_lfp100/udds_P05_approx.csv.gz", "Winston LFP100AHA, UDDS blocks, 5 C"),
     ("winston_lfp100", "winston_lfp100/udds_N05_approx.csv.gz", "Winston LFP100AHA, UDDS blocks, -5 C"),
+    ("a123_26650", "a123_26650/dyn_25C_script1.csv.gz", "A123 ANR26650M1B, dynamic script, 25 C"),
 )
 
 
