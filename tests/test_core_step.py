@@ -121,27 +121,28 @@ def test_restore_rejects_foreign_files(tmp_path):
 
 
 @given(
+    charge=st.booleans(),
     base_v=st.floats(3.22, 3.36),
     temp=st.floats(10.0, 40.0),
     segments=st.lists(st.tuples(st.floats(-400.0, 300.0), st.integers(5, 40)), min_size=1, max_size=6),
     seed=st.integers(0, 2**16),
 )
-def test_noisy_in_range_measurements_never_trip_a_fault(base_v, temp, segments, seed):
+def test_noisy_in_range_measurements_never_trip_a_fault(charge, base_v, temp, segments, seed):
     """Cell voltages with 2 mV noise and a resistive response, temperatures with 1 K spread and
     0.2 K noise, random load steps within the continuous rating: no fault, no warning."""
     r = Rig(cell_v=base_v, temp_c=temp, seed=seed)
     r.noise_v = 0.002
     rng = np.random.default_rng(seed)
     offsets = rng.uniform(-0.5, 0.5, r.inp.temp_c.shape)
-    r.close(L.REQ_DRIVE)
+    r.close(L.REQ_CHARGE if charge else L.REQ_DRIVE)
     for load, n in segments:
-        r.i_load_a = load
+        r.i_load_a = abs(load) if charge else load  # charging: the charger pushes current in
         for _ in range(n):
             r.inp.temp_c[:] = temp + offsets + rng.normal(0.0, 0.2, offsets.shape)
             r.step(DT)
             assert r.out[L.Y_FAULT_BITS] == 0, core.outputs(r.st)["faults"]
             assert r.out[L.Y_WARN_BITS] == 0, core.outputs(r.st)["warnings"]
-    assert r.state == L.ST_DRIVE
+    assert r.state == (L.ST_CHARGE if charge else L.ST_DRIVE)
 
 
 def test_bound_step_equals_step():

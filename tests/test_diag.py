@@ -99,6 +99,11 @@ SCENARIOS = {
 }
 
 
+LOCATION = {"CELL_OV": 5, "CELL_UV": 5, "CELL_DEEP_DISCHARGE": 5, "CELL_OT_CHG": 3, "CELL_UT_DIS": 3,
+            "TEMP_SENSOR_OPEN": 2, "TEMP_SENSOR_SHORT": 2, "SENSE_WIRE_OPEN": 4,
+            "SENSOR_STUCK": 7, "COMM_CMU": 3, "SOC_IMPLAUSIBLE": 7}
+
+
 def test_every_fault_has_a_scenario():
     assert set(SCENARIOS) == set(T.BY_NAME)
 
@@ -149,6 +154,9 @@ def test_fault_detect_react_latch_recover(name):
     # detection: the debounce time after the quantity passed the threshold (one step of slack)
     assert t_cross is not None
     assert deb - 1e-6 <= t_det - t_cross + DT <= deb + 2 * DT + 1e-6, (t_det, t_cross, deb)
+    # where: the cell / sensor / board the quantity points at
+    if name in LOCATION:
+        assert r.st.fst[f.id, L.FS_LOC] == LOCATION[name]
     # CAN bits and reaction
     assert int(r.out[L.Y_FAULT_BITS]) >> f.id & 1
     assert int(r.out[L.Y_WARN_BITS]) >> f.id & 1
