@@ -13,8 +13,8 @@ from hypothesis import strategies as st_
 from bms.profile import CellLimits, Profile, load_profile, save_profile
 from hil.pack import (
     E_IBL, E_V, IN_I_A, IN_K0, IN_KIND, IN_P_W, K_NEG, K_POS, K_PRE, PK_IDEM, PK_IPACK, PK_K0, PK_KBREAK0,
-    PK_KFB0, PK_PLIM, PK_VBUS, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT, X_I, X_Z, PackGeometry,
-    PackSpread, copy_state, pack_step, sample_sensors,
+    PK_KFB0, PK_PLIM, PK_PRE_FUSED, PK_TPRE, PK_VBUS, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT, X_I, X_Z,
+    PackGeometry, PackSpread, copy_state, pack_step, sample_sensors,
 )
 from hil.pack.ready import ready_pack
 from hil.pack.sensors import seed_rng
@@ -215,3 +215,24 @@ def test_sensor_channel_law(profile, gain, offset, quant, noise, lo, span, seed)
             inner = (m > lo) & (m < lo + span)
             k = m[inner] / quant
             np.testing.assert_allclose(k, np.round(k), atol=1e-6)
+
+
+def test_precharge_resistor_heats_and_fuses_into_a_short(profile):
+    """A normal precharge warms the resistor by about C V^2 / 2 / C_th; precharging into a shorted
+    DC link (5 ohm) overheats it within seconds and its thermal fuse opens the path."""
+    p, f, st, inp, bleed = make(profile, PackGeometry(), soc=0.6, close=False)
+    inp[IN_K0 + K_NEG] = inp[IN_K0 + K_PRE] = 1.0
+    for _ in range(100):
+        pack_step(p, f, st, inp, bleed, DT)
+    rise = st.pk[PK_TPRE] - 25.0
+    assert rise == pytest.approx(0.5 * p.bus_cap_f * st.pk[PK_VBUS] ** 2 / p.pre_heat_cap_j_k, rel=0.03)
+    assert st.pk[PK_PRE_FUSED] == 0.0
+    p, f, st, inp, bleed = make(profile, PackGeometry(bus_dis_ohm=5.0), soc=0.6, close=False)
+    inp[IN_K0 + K_NEG] = inp[IN_K0 + K_PRE] = 1.0
+    t_fuse = None
+    for k in range(1000):
+        pack_step(p, f, st, inp, bleed, DT)
+        if t_fuse is None and st.pk[PK_PRE_FUSED] == 1.0:
+            t_fuse = k * DT
+    assert t_fuse is not None and 0.5 < t_fuse < 5.0
+    assert st.pk[PK_IPACK] == 0.0 and st.pk[PK_VBUS] < 1.0 and st.pk[PK_TPRE] < p.pre_fuse_c + 10.0

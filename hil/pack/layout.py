@@ -66,7 +66,9 @@ PK_ETH = 20  # pack Thevenin EMF of the last step (V)
 PK_RTH = 21  # pack Thevenin resistance of the last step (ohm)
 PK_BADIN = 22  # count of steps whose inputs were not finite (demand / coolant / dt): ignored safely
 PK_KFB0 = 23  # contactor auxiliary-contact feedback 0/1 as the BMS sees it  (PK_KFB0 + k)
-NPK = 26
+PK_TPRE = 26  # precharge resistor temperature (degC)
+PK_PRE_FUSED = 27  # 1 once the precharge resistor's thermal fuse opened (overheated)
+NPK = 28
 
 # --- accumulators acc[:] (energies in J, charge in A s) ---------------------------------
 A_E_TERM = 0  # integral of V_pack * I_pack dt (energy into the pack terminals)

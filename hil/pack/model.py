@@ -41,9 +41,9 @@ import numba as nb
 from hil.pack.layout import (
     A_E_BLEED, A_E_BLEED_BOARD, A_E_DIS, A_E_LOAD, A_E_PATH, A_E_PRE, A_E_TERM, A_Q_PACK, C_A1, C_A2, C_B1,
     C_B2, C_C1, C_C2, C_GAM, C_J, C_M0, C_R0C, C_R0D, C_R1, C_R2, C_SD, C_WT, E_E, E_IBL, E_R, E_V, IN_I_A,
-    IN_K0, IN_KIND, IN_P_W, NIN, K_NEG, K_POS, K_PRE, PK_CACHE_DT, PK_ETH, PK_IDEM, PK_IPACK, PK_IPEAK, PK_K0, PK_KFB0,
-    PK_KBREAK0, PK_KT0, PK_BADIN, PK_NSTEP, PK_PLIM, PK_RTH, PK_TH_DT, PK_TIME, PK_VBUS, PK_VPACK, X_E, X_F, X_H, X_I,
-    X_G, X_OCV, X_QGEN, X_QTOT, X_S, X_V1, X_V2, X_Z,
+    IN_K0, IN_KIND, IN_P_W, IN_TAMB, K_NEG, K_POS, K_PRE, NIN, PK_BADIN, PK_CACHE_DT, PK_ETH, PK_IDEM, PK_IPACK,
+    PK_IPEAK, PK_K0, PK_KBREAK0, PK_KFB0, PK_KT0, PK_NSTEP, PK_PLIM, PK_PRE_FUSED, PK_RTH, PK_TH_DT, PK_TIME,
+    PK_TPRE, PK_VBUS, PK_VPACK, X_E, X_F, X_G, X_H, X_I, X_OCV, X_QGEN, X_QTOT, X_S, X_V1, X_V2, X_Z,
 )
 from hil.pack.thermal import refresh_cache, thermal_update
 
@@ -187,13 +187,27 @@ def contactors_update(p, f, pk, inp, dt_s):
 
 
 @nb.njit(cache=True)
+def precharge_resistor_heat(p, pk, q_j, t_amb, dt_s):
+    """Precharge resistor temperature: T' = T_amb + (T - T_amb) exp(-G dt / C) + Q / C (exact for
+    the cooling, heat Q of the step added at once); above ``pre_fuse_c`` its thermal fuse opens
+    for good (PK_PRE_FUSED), e.g. after repeated precharges or precharging into a short."""
+    t = pk[PK_TPRE]
+    if math.isfinite(t_amb):
+        t = t_amb + (t - t_amb) * math.exp(-p.pre_g_w_k * dt_s / p.pre_heat_cap_j_k)
+    t += q_j / p.pre_heat_cap_j_k
+    pk[PK_TPRE] = t
+    if t > p.pre_fuse_c:
+        pk[PK_PRE_FUSED] = 1.0
+
+
+@nb.njit(cache=True)
 def circuit_step(p, f, pk, acc, inp, eth, rth, dt_s):
     """Solve the contactor / precharge / bus circuit over the step (module docstring); returns the
     step-mean pack current. A power demand P is turned into a load current by
     R_tot I^2 + E_th I - P = 0 (the root near P / E_th; beyond the maximum power E_th^2 / 4 R_tot
     the current of maximum power is used and PK_PLIM set). Energy bookkeeping: terminal,
     load, discharge resistor, capacitor; the path heat closes the balance."""
-    pre_ok = pk[PK_K0 + K_PRE] > 0.5 and f.precharge_open[0] == 0
+    pre_ok = pk[PK_K0 + K_PRE] > 0.5 and f.precharge_open[0] == 0 and pk[PK_PRE_FUSED] == 0.0
     g_path = 0.0
     if pk[PK_K0 + K_NEG] > 0.5:
         if pk[PK_K0 + K_POS] > 0.5:
@@ -246,8 +260,11 @@ def circuit_step(p, f, pk, acc, inp, eth, rth, dt_s):
     acc[A_E_LOAD] += e_load
     acc[A_E_DIS] += e_dis
     acc[A_E_PATH] += e_path
+    q_pre = 0.0
     if pre_ok and pk[PK_K0 + K_POS] < 0.5:
         acc[A_E_PRE] += e_path
+        q_pre = e_path * p.r_pre_ohm / (p.r_pre_ohm + p.r_contact_ohm)
+    precharge_resistor_heat(p, pk, q_pre, inp[IN_TAMB], dt_s)
     acc[A_Q_PACK] += i_pack * dt_s
     pk[PK_VBUS] = vb1
     pk[PK_VPACK] = v_pack

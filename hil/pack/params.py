@@ -43,6 +43,9 @@ class PackGeometry:
     r_contact_ohm: float = 0.5e-3  # main path: both contactors, busbars, fuse
     bus_cap_f: float = 2e-3  # inverter DC-link capacitance (tau ~ 94 ms)
     bus_dis_ohm: float = 100e3  # passive discharge resistor across the DC link
+    pre_heat_cap_j_k: float = 60.0  # precharge resistor heat capacity
+    pre_g_w_k: float = 0.5  # precharge resistor to ambient
+    pre_fuse_c: float = 250.0  # its thermal fuse opens above this temperature
     contactor_close_s: float = 0.03
     contactor_open_s: float = 0.015
     cell_heat_cap_j_k: float = 3.2 * 1000.0  # LFP100: 3.2 kg x 1000 J/(kg K)
@@ -146,6 +149,9 @@ class PackModelParams(NamedTuple):
     r_pre_ohm: float
     bus_cap_f: float
     bus_dis_ohm: float
+    pre_heat_cap_j_k: float
+    pre_g_w_k: float
+    pre_fuse_c: float
     k_close_s: float
     k_open_s: float
     coolant_cp: float
@@ -245,13 +251,14 @@ def _validate(g: PackGeometry, s: PackSpread) -> None:
     if g.cells_per_board % g.temp_sensors_per_board:
         raise ValueError(f"cells_per_board = {g.cells_per_board} is not a multiple of "
                          f"temp_sensors_per_board = {g.temp_sensors_per_board}")
-    positive = ("bleed_ohm", "r_precharge_ohm", "r_contact_ohm", "bus_cap_f", "bus_dis_ohm",
-                "cell_heat_cap_j_k", "coolant_cp_j_kgk", "sensor_tau_s", "r_soc_lo_width", "r_soc_hi_width")
+    positive = ("bleed_ohm", "r_precharge_ohm", "r_contact_ohm", "bus_cap_f", "bus_dis_ohm", "pre_heat_cap_j_k",
+                "pre_fuse_c", "cell_heat_cap_j_k", "coolant_cp_j_kgk", "sensor_tau_s", "r_soc_lo_width",
+                "r_soc_hi_width")
     for name in positive:
         _check(name, getattr(g, name), 0.0, 1e12, lo_open=True)
-    for name in ("g_neighbour_w_k", "g_coolant_w_k", "g_ambient_w_k", "contactor_close_s", "contactor_open_s",
-                 "self_discharge_ea_j_mol", "hysteresis_fast_ratio", "r_soc_lo_gain", "r_soc_hi_gain", "t_extrap_k",
-                 "ocv_edge_slope_v"):
+    for name in ("pre_g_w_k", "g_neighbour_w_k", "g_coolant_w_k", "g_ambient_w_k", "contactor_close_s",
+                 "contactor_open_s", "self_discharge_ea_j_mol", "hysteresis_fast_ratio", "r_soc_lo_gain",
+                 "r_soc_hi_gain", "t_extrap_k", "ocv_edge_slope_v"):
         _check(name, getattr(g, name), 0.0, 1e9)
     _check("bleed_heat_to_cell", g.bleed_heat_to_cell, 0.0, 1.0)
     _check("board_gap_factor", g.board_gap_factor, 0.0, 1.0)
@@ -353,7 +360,8 @@ def build_params(profile: Profile, geometry: PackGeometry | None = None, spread:
         bleed_to_cell=float(g.bleed_heat_to_cell), sd_ea_k=float(g.self_discharge_ea_j_mol / R_GAS),
         gamma_fast=float(g.hysteresis_fast_ratio),
         r_contact_ohm=float(g.r_contact_ohm), r_pre_ohm=float(g.r_precharge_ohm), bus_cap_f=float(g.bus_cap_f),
-        bus_dis_ohm=float(g.bus_dis_ohm), k_close_s=float(g.contactor_close_s), k_open_s=float(g.contactor_open_s),
+        bus_dis_ohm=float(g.bus_dis_ohm), pre_heat_cap_j_k=float(g.pre_heat_cap_j_k), pre_g_w_k=float(g.pre_g_w_k),
+        pre_fuse_c=float(g.pre_fuse_c), k_close_s=float(g.contactor_close_s), k_open_s=float(g.contactor_open_s),
         coolant_cp=float(g.coolant_cp_j_kgk), thermal_every=int(g.thermal_every), t_extrap_k=float(g.t_extrap_k),
         th_rate_max=float(np.max(g_sum / heat_cap)),
         ts_first=ts_first, ts_count=ts_count, ts_tau_s=float(g.sensor_tau_s),

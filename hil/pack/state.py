@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hil.pack.layout import (
-    IN_FLOW, IN_TAMB, IN_TCOOL, NACC, NC, NE, NIN, NPK, NX, PK_CACHE_DT, PK_TCOOL_OUT, X_H, X_S, X_T, X_Z,
+    IN_FLOW, IN_TAMB, IN_TCOOL, NACC, NC, NE, NIN, NPK, NX, PK_CACHE_DT, PK_TCOOL_OUT, PK_TPRE, X_H, X_S, X_T, X_Z,
 )
 from hil.pack.params import PackModelParams
 from hil.pack.sensors import seed_rng
@@ -58,6 +58,7 @@ def init_state(p: PackModelParams, soc: float | np.ndarray = 0.5, temp_c: float 
     pk = np.zeros(NPK)
     pk[PK_CACHE_DT] = dt_s
     pk[PK_TCOOL_OUT] = float(np.mean(temp_arr))
+    pk[PK_TPRE] = float(np.mean(temp_arr))
     ts_temp = np.array([temp_arr[p.ts_first[k]:p.ts_first[k] + p.ts_count[k]].mean() for k in range(nts)])
     return PackState(
         x=x, cache=cache, elem=np.zeros((ns, NE)), pk=pk, acc=np.zeros(NACC), ts_temp=ts_temp,
