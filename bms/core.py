@@ -87,6 +87,23 @@ def _estimate(st, inp, prm, dt_s, i_cell):
 
 
 @nb.njit(cache=True)
+def check_shapes(st, inp, prm, dt_s):
+    """Raise ValueError unless the arrays belong to this pack and dt_s > 0 is finite (the
+    kernels index without bounds checks: a wrong size must never reach them)."""
+    n, nb_, nt = prm.board_of_cell.shape[0], prm.cell_start.shape[0] - 1, prm.board_of_temp.shape[0]
+    if not (dt_s > 0.0 and dt_s < 3600.0):
+        raise ValueError("step: dt_s must be a finite time step in (0, 3600) s")
+    if (inp.cell_v.shape[0] != n or inp.board_valid.shape[0] != nb_ or inp.board_age_s.shape[0] != nb_
+            or inp.temp_c.shape[0] != nt or inp.temp_valid.shape[0] != nt or inp.temp_age_s.shape[0] != nt
+            or inp.u.shape[0] != L.NU):
+        raise ValueError("step: inputs do not match the pack (see bms.layout.Inputs and core.new_inputs)")
+    if (st.s.shape[0] != L.NS or st.out.shape[0] != L.NY or st.x.shape[0] != n or st.bleed.shape[0] != n
+            or st.fst.shape[0] != prm.diag.shape[0] or st.board_heat_c.shape[0] != nb_ or st.temp_ok.shape[0] != nt
+            or prm.pp.shape[0] != L.NPP or st.q.shape[0] < NQ):
+        raise ValueError("step: state does not match the pack (see core.new_state / core.load_state)")
+
+
+@nb.njit(cache=True)
 def step(st, inp, prm, dt_s):
     """One task period of the firmware (no allocation, no I/O):
 
@@ -94,7 +111,9 @@ def step(st, inp, prm, dt_s):
     3. per-cell SOC estimator (bms.soc) on its slower period with the period's mean cell current
     I_pack / n_parallel and voltages (paused while the current is stale); pack SOC min / mean / max / display; 4. fault table
     (bms.diag.evaluate); 5. state machine and contactors; 6. balancing; 7. limits.
-    Outputs are written to ``st.out`` (Y_*) and ``st.bleed``."""
+    Outputs are written to ``st.out`` (Y_*) and ``st.bleed``. Arrays of another pack or a
+    non-finite dt_s raise ValueError (:func:`check_shapes`)."""
+    check_shapes(st, inp, prm, dt_s)
     s, u, pp, out = st.s, inp.u, prm.pp, st.out
     s[L.S_TIME_S] += dt_s
     vcu_ok = vcu_fresh(u, prm.diag)

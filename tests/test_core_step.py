@@ -158,3 +158,16 @@ def test_bound_step_equals_step():
         run_b(DT)
         np.testing.assert_array_equal(a.out, b.out)
     assert a.state == L.ST_DRIVE
+
+
+def test_wrong_arrays_or_time_step_are_rejected():
+    prm = params()
+    stt, inp = core.new_state(prm), core.new_inputs(prm)
+    for dt in (0.0, -0.1, np.nan, np.inf):
+        with pytest.raises(ValueError, match="dt_s"):
+            core.step(stt, inp, prm, dt)
+    short = inp._replace(cell_v=np.full(190, 3.3))
+    with pytest.raises(ValueError, match="inputs do not match"):
+        core.step(stt, short, prm, DT)
+    with pytest.raises(ValueError, match="state does not match"):
+        core.step(stt._replace(bleed=np.zeros(10, dtype=np.bool_)), inp, prm, DT)
