@@ -1,0 +1,295 @@
+"""Lock-step co-simulation: the pack node (CMUs, current sensor, contactors, bleed resistors),
+the vehicle controller and the charger on one side, the BMS node (:class:`bms.node.BmsNode`, the
+firmware) on the other, exchanging real DBC-encoded frames on a simulated clock.
+
+Every tick of ``dt_s`` (10 ms): faults due are switched; the VCU and charger turn the duty cycle
+into a current demand within the limits the BMS published; the pack model advances and its
+sensors sample; the plant's frames due (DBC periods) pass the fault filter to the BMS; the BMS
+node runs its step(s) and sends its frames, which the pack node (contactor and bleed commands),
+the VCU and the charger (state, limits, charge request) decode.
+
+Transports: ``"virtual"`` -- python-can's virtual bus (one channel per run, a unique name; the BMS
+node and the plant each own a ``can.Bus``); ``"direct"`` -- the same frames handed over as lists
+(no bus objects; same bytes, same order, faster). Both are deterministic for a seed.
+
+Recorded every ``record_period_s``: the truth (true cell SOC, temperatures, current, voltages)
+beside the BMS's estimates and decisions as seen on the bus (SOC, limits, state, faults) and its
+per-cell SOC; events (state changes, contactor commands, faults raised) at tick resolution; all
+frames to a candump ``.log`` (and ``.blf``) with python-can's writers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import can
+import numpy as np
+
+from bms import layout as L
+from bms.diag_table import FAULTS
+from bms.node import BmsNode, SimClock
+from bms.signal_map import load_map
+from hil.bmsview import BmsView
+from hil.faults import FaultInjector
+from hil.pack import (
+    IN_FLOW, IN_I_A, IN_TAMB, IN_TCOOL, PK_K0, PK_PLIM, PK_VBUS, PackGeometry, PackSpread, X_T, build_params,
+    init_state, new_faults, new_inputs,
+)
+from hil.packnode import PackModel, PackNode
+from hil.scenario import Scenario, evaluate
+from hil.vehicle import REQUESTS, Charger, Vcu
+
+DT_S = 0.01
+_channels = itertools.count()
+REC_FIELDS = (
+    "t_s", "state", "contactors", "k_actual", "pack_i_a", "pack_v", "bus_v", "demand_a", "i_chg_lim_a",
+    "i_dis_lim_a", "soc_true_mean", "soc_true_min", "soc_true_max", "soc_bms_mean", "soc_bms_min", "soc_bms_max",
+    "soc_display", "cell_soc_err_max", "cell_v_min", "cell_v_max", "temp_true_min", "temp_true_max",
+    "temp_bms_max", "n_bleeding", "fault_bits", "warn_bits", "segment",
+)
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    rec: dict[str, np.ndarray]
+    events: list[tuple[float, str, str]]          # (t_s, kind, text)
+    faults: list                                  # FaultSpec with runtime fields
+    faults_raised: dict[str, float]               # BMS fault name -> first time at FAULT level
+    states_seen: np.ndarray
+    node_stats: dict
+    frames: int
+    sim_s: float
+    wall_s: float
+    limited_s: float
+    bleed_s: float
+    verdicts: list = field(default_factory=list)
+    log_paths: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.ok for v in self.verdicts)
+
+    @property
+    def speedup(self) -> float:
+        return self.sim_s / self.wall_s if self.wall_s > 0 else math.inf
+
+
+def build_model(scn: Scenario, smap) -> PackModel:
+    """The pack model of a scenario: the map's pack geometry, the scenario's spread and state."""
+    pk, ini = smap.pack, scn.initial
+    geo = PackGeometry(n_series=pk.n_series, n_parallel=pk.n_parallel, cells_per_board=pk.cells_per_board,
+                       temp_sensors_per_board=pk.temps_per_board)
+    spread = PackSpread(capacity_rel_sd=ini.capacity_spread_sd, resistance_rel_sd=ini.resistance_spread_sd,
+                        soc0_sd=ini.soc_spread_sd)
+    p = build_params(pk.profile, geo, spread, seed=scn.seed)
+    soc = np.full(p.n_cells, ini.soc)
+    for cell, d in ini.soc_offsets:
+        if not 0 <= cell < pk.n_series:
+            raise ValueError(f"{scn.path}: initial.soc_offsets names cell {cell} (pack has {pk.n_series})")
+        soc[cell * p.n_parallel:(cell + 1) * p.n_parallel] += d
+    st = init_state(p, soc=np.clip(soc, 0.0, 1.0), temp_c=ini.temp_c, dt_s=DT_S, seed=scn.seed)
+    inp = new_inputs(flow_kg_s=ini.coolant_flow_kg_s, coolant_c=ini.coolant_c, ambient_c=ini.ambient_c)
+    return PackModel(p, new_faults(p), st, inp, np.zeros(p.n_series, np.uint8))
+
+
+class CoSim:
+    """One scenario run (see module docstring)."""
+
+    def __init__(self, scn: Scenario, transport: str = "virtual", log_path: str | Path | None = None,
+                 blf_path: str | Path | None = None):
+        if transport not in ("virtual", "direct"):
+            raise ValueError(f"transport must be 'virtual' or 'direct', got {transport!r}")
+        self.scn, self.transport = scn, transport
+        self.smap = load_map(scn.map)
+        self.model = build_model(scn, self.smap)
+        self.pack = PackNode(self.smap, self.model)
+        self.view = BmsView(self.smap)
+        self.vcu = Vcu(self.smap, self.view)
+        self.charger = Charger(self.smap, self.view)
+        db = self.smap.db
+        vcu_ids = {db.get_message_by_name(self.smap.scalars["vcu_request"].message).frame_id}
+        chg_ids = {db.get_message_by_name(self.smap.charger_message).frame_id} if self.smap.charger_message else set()
+        self.inj = FaultInjector(scn.faults, self.pack, vcu_ids, chg_ids)
+        self.clock = SimClock()
+        self.buses: list[can.BusABC] = []
+        if transport == "virtual":
+            ch = f"bms-fil-cosim-{next(_channels)}-{id(self)}"
+            self.buses = [can.Bus(interface="virtual", channel=ch, preserve_timestamps=True) for _ in range(2)]
+        self.node = BmsNode(self.buses[0] if self.buses else None, self.smap, clock=self.clock)
+        self.writers = []
+        self.log_paths = []
+        for pth in (log_path, blf_path):
+            if pth is not None:
+                Path(pth).parent.mkdir(parents=True, exist_ok=True)
+                self.writers.append(can.Logger(str(pth)))
+                self.log_paths.append(str(pth))
+
+    # ---- one tick --------------------------------------------------------------------------
+    def _truth(self) -> dict:
+        x = self.pack.true_element_soc()
+        tc = self.model.st.x[:, X_T]
+        t = self.pack.truth()
+        return {"soc_min": float(x.min()), "soc_mean": float(x.mean()), "soc_max": float(x.max()),
+                "pack_i_a": t["pack_i_a"], "pack_v": t["pack_v"], "temp_max_c": float(tc.max()),
+                "temp_min_c": float(tc.min())}
+
+    def _exchange(self, plant_frames: list[can.Message], t: float) -> list[can.Message]:
+        node = self.node
+        if self.transport == "direct":
+            node.receive(plant_frames, t)
+            node.step_to(t, poll=False)
+            out, node.sent = node.sent, []
+            return out
+        plant = self.buses[1]
+        for f in plant_frames:
+            plant.send(f)
+        node.step_to(t)
+        out = []
+        while (m := plant.recv(timeout=0.0)) is not None:
+            out.append(m)
+        return out
+
+    def run(self, progress: Callable[[float, float], None] | None = None) -> RunResult:
+        scn, model, pack, vcu, chg, node, inj = self.scn, self.model, self.pack, self.vcu, self.charger, self.node, self.inj
+        inp, pk = model.inp, model.st.pk
+        n_ticks = int(round(scn.duration_s / DT_S))
+        rec_every = max(1, int(round(scn.record_period_s / DT_S)))
+        rec = {k: [] for k in REC_FIELDS}
+        events: list[tuple[float, str, str]] = []
+        raised: dict[str, float] = {}
+        seg_i, seg_t0 = 0, 0.0
+        segs = scn.segments
+        prev_state, prev_cmd, prev_bits = -1, 0, 0
+        states_seen = set()
+        frames = 0
+        bleed_ticks = 0
+        flow0 = float(inp[IN_FLOW])
+        writers = self.writers
+        wall0 = time.perf_counter()
+        t = 0.0
+        for k in range(1, n_ticks + 1):
+            t = k * DT_S
+            self.clock.set(t)
+            # ---- scenario: segment, faults, requests and demand
+            while seg_i < len(segs) and t - seg_t0 > segs[seg_i].duration_s + 1e-9:
+                seg_t0 += segs[seg_i].duration_s
+                seg_i += 1
+            if seg_i >= len(segs):
+                break
+            seg = segs[seg_i]
+            if inj.specs:
+                inj.due(t, self._truth)
+            inp[IN_FLOW] = flow0 * model.f.coolant_flow_scale[0]
+            vcu.request = REQUESTS[{"drive": "drive", "charge": "charge", "rest": "standby"}[seg.mode]]
+            if seg.mode == "charge":
+                if not chg.connected:
+                    chg.connect(True)
+                    chg.max_a, chg.max_w = seg.charger_max_a, seg.charger_max_w
+            elif chg.connected:
+                chg.connect(False)
+            bus_v = pk[PK_VBUS]
+            i_load = vcu.load_current(seg.demand(t - seg_t0), seg.unit, bus_v, DT_S) if seg.mode == "drive" else 0.0
+            i_chg = chg.current(bus_v, DT_S) if seg.mode == "charge" else chg.current(bus_v, DT_S) if chg.i_a > 0 else 0.0
+            inp[IN_I_A] = i_load + i_chg
+            if seg.mode == "charge" and seg.stop_a is not None and chg.cv and 0.0 < chg.i_a < seg.stop_a:
+                events.append((t, "charge", f"charge complete (CV current {chg.i_a:.1f} A < {seg.stop_a} A)"))
+                seg_t0 = t - seg.duration_s  # the next tick moves on to the next segment
+            # ---- plant physics and frames
+            pack.step(t, DT_S)
+            plant = pack.frames_due(t) + vcu.frames_due(t) + (chg.frames_due(t, bus_v) if chg.connected else [])
+            plant = inj.filter(plant)
+            bms_frames = self._exchange(plant, t)
+            pack.on_frames(bms_frames)
+            self.view.feed(bms_frames, t)
+            frames += len(plant) + len(bms_frames)
+            if writers:
+                for w in writers:
+                    for m in plant:
+                        w.on_message_received(m)
+                    for m in bms_frames:
+                        w.on_message_received(m)
+            # ---- events at tick resolution
+            out = node.st.out
+            state = int(out[L.Y_STATE]) if out[L.Y_STATE] == out[L.Y_STATE] else 0
+            cmd = int(node.st.s[L.S_CONTACTORS])
+            fbits = 0 if math.isnan(out[L.Y_FAULT_BITS]) else int(out[L.Y_FAULT_BITS])
+            if state != prev_state:
+                events.append((t, "state", f"{L.STATE_NAMES[prev_state] if prev_state >= 0 else '-'} -> {L.STATE_NAMES[state]}"))
+                states_seen.add(state)
+                prev_state = state
+            if cmd != prev_cmd:
+                events.append((t, "contactors", f"command {cmd:03b} (pos pre neg)"))
+                if cmd & (L.K_NEG | L.K_POS | L.K_PRE) == 0:
+                    for f in inj.specs:
+                        if f.t_on is not None and f.t_open is None:
+                            f.t_open = t
+                prev_cmd = cmd
+            if fbits != prev_bits:
+                rose = fbits & ~prev_bits
+                for fd in FAULTS:
+                    if rose >> fd.id & 1:
+                        raised.setdefault(fd.name, t)
+                        events.append((t, "fault", f"{fd.name} raised"))
+                        for f in inj.specs:
+                            if f.t_on is not None and fd.name not in f.detected:
+                                f.detected[fd.name] = t
+                    elif (prev_bits & ~fbits) >> fd.id & 1:
+                        events.append((t, "fault", f"{fd.name} cleared"))
+                prev_bits = fbits
+            for f in inj.specs:  # contactors already open when the fault came: open at once
+                if f.t_on is not None and f.t_open is None and cmd & (L.K_NEG | L.K_POS | L.K_PRE) == 0:
+                    f.t_open = t
+            if model.bleed.any():
+                bleed_ticks += 1
+            if k % rec_every == 0:
+                self._record(rec, t, state, cmd, fbits, out, seg_i)
+                if progress is not None:
+                    progress(t, scn.duration_s)
+        wall = time.perf_counter() - wall0
+        for w in self.writers:
+            w.stop()
+        self.close()
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()}
+        res = RunResult(scn, arrays, events, inj.specs, raised, np.array(sorted(states_seen)), node.stats.as_dict(),
+                        frames, t, wall, vcu.limited_s, bleed_ticks * DT_S, log_paths=list(self.log_paths))
+        res.verdicts = evaluate(scn, res)
+        return res
+
+    def _record(self, rec, t, state, cmd, fbits, out, seg_i) -> None:
+        model, v = self.model, self.view
+        x = self.pack.true_element_soc()
+        tc = model.st.x[:, X_T]
+        pk = model.st.pk
+        est = self.node.st.x[:, 0]
+        meas = model.st.meas[:model.p.n_series]
+        wb = out[L.Y_WARN_BITS]
+        row = {
+            "t_s": t, "state": state, "contactors": cmd,
+            "k_actual": int(pk[PK_K0]) | int(pk[PK_K0 + 1]) << 1 | int(pk[PK_K0 + 2]) << 2,
+            "pack_i_a": self.pack.truth()["pack_i_a"], "pack_v": self.pack.truth()["pack_v"], "bus_v": pk[PK_VBUS],
+            "demand_a": model.inp[IN_I_A], "i_chg_lim_a": v.q("i_chg_lim_a"), "i_dis_lim_a": v.q("i_dis_lim_a"),
+            "soc_true_mean": x.mean(), "soc_true_min": x.min(), "soc_true_max": x.max(),
+            "soc_bms_mean": v.q("soc_mean_pct") / 100.0, "soc_bms_min": v.q("soc_min_pct") / 100.0,
+            "soc_bms_max": v.q("soc_max_pct") / 100.0, "soc_display": v.q("soc_display_pct") / 100.0,
+            "cell_soc_err_max": float(np.max(np.abs(est - x))) if np.all(np.isfinite(est)) else math.nan,
+            "cell_v_min": meas.min(), "cell_v_max": meas.max(), "temp_true_min": tc.min(), "temp_true_max": tc.max(),
+            "temp_bms_max": v.q("temp_max_c"), "n_bleeding": float(np.count_nonzero(model.bleed)),
+            "fault_bits": fbits, "warn_bits": 0 if math.isnan(wb) else int(wb), "segment": seg_i,
+        }
+        for key, val in row.items():
+            rec[key].append(val)
+
+    def close(self) -> None:
+        for b in self.buses:
+            b.shutdown()
+        self.buses = []
+
+
+def run_scenario(scn: Scenario, transport: str = "virtual", log_path=None, blf_path=None, progress=None) -> RunResult:
+    return CoSim(scn, transport, log_path, blf_path).run(progress)

@@ -1,0 +1,167 @@
+"""The vehicle side of the bus: a vehicle controller (VCU) and a CC-CV charger, both following a
+scenario and obeying what the BMS publishes (:class:`hil.bmsview.BmsView`).
+
+- :class:`Vcu` sends the operating request on its DBC period with the E2E alive counter and
+  CRC (:class:`bms.can.e2e.E2ESpec`); its load draws the scenario's demand only while the BMS
+  is in DRIVE with the mains closed, clamped to the BMS's current and power limits.
+- :class:`Charger` sends its status on its DBC period while connected; while the BMS requests
+  charge it delivers min(BMS current request, its own current / power rating), ramped, and
+  turns to constant voltage at the BMS's voltage request.
+"""
+
+from __future__ import annotations
+
+import math
+
+import can
+import numpy as np
+
+from bms import layout as L
+from bms.can.codec import FrameCodec
+from bms.can.dbc import cycle_time_s
+from bms.can.e2e import E2ESpec
+from bms.node.rx import counter_signal
+from bms.signal_map import SignalMap
+from hil.bmsview import BmsView
+
+REQUESTS = {"standby": L.REQ_STANDBY, "drive": L.REQ_DRIVE, "charge": L.REQ_CHARGE}
+
+
+class _Sender:
+    """One cyclic message encoded with the batch codec (counter and, if protected, CRC)."""
+
+    def __init__(self, db, name: str, t0_s: float):
+        self.codec = FrameCodec([name], db)
+        self.msg = self.codec.messages[0]
+        self.values = np.zeros(self.codec.n_slots)
+        self.rows, self.mux, _ = self.codec.cycle_plan([name])
+        ctr = counter_signal(self.msg)
+        self.ctr_slot = self.codec.slot(ctr) if ctr else -1
+        self.ctr_mod = 1 << self.msg.get_signal_by_name(ctr).length if ctr else 1
+        self.counter = 0
+        try:
+            self.e2e: E2ESpec | None = E2ESpec.from_message(self.msg)
+        except (ValueError, TypeError):
+            self.e2e = None
+        self.period_s = cycle_time_s(self.msg)
+        self.next_s = float(t0_s)
+        self.silent = False
+
+    def set(self, signal: str, value: float) -> None:
+        self.values[self.codec.slot(signal)] = value
+
+    def due(self, t_s: float) -> list[can.Message]:
+        if self.next_s > t_s + 1e-9:
+            return []
+        self.next_s += self.period_s * (math.floor((t_s - self.next_s) / self.period_s + 1e-9) + 1)
+        if self.silent:
+            return []
+        if self.ctr_slot >= 0:
+            self.values[self.ctr_slot] = self.counter
+            self.counter = (self.counter + 1) % self.ctr_mod
+        data, _ = self.codec.encode(self.rows, self.mux, self.values)
+        out = []
+        for j in range(data.shape[0]):
+            payload = bytes(data[j, :self.msg.length])
+            if self.e2e is not None:
+                payload = self.e2e.protect(payload)
+            out.append(can.Message(arbitration_id=self.msg.frame_id, is_extended_id=self.msg.is_extended_frame,
+                                   data=payload, timestamp=t_s))
+        return out
+
+
+class Vcu:
+    """Vehicle controller: operating request + load current demand (A, positive = charge)."""
+
+    def __init__(self, smap: SignalMap, view: BmsView, t0_s: float = 0.0):
+        sc = smap.scalars
+        self.view = view
+        self.tx = _Sender(smap.db, sc["vcu_request"].message, t0_s)
+        self.s_req = sc["vcu_request"].signal
+        self.s_reset = sc["vcu_reset"].signal if "vcu_reset" in sc else None
+        self.request = L.REQ_STANDBY
+        self.reset = False
+        self.limited_s = 0.0          # time the demand was clamped by a BMS limit
+        self.demand_a = 0.0           # what the load actually drew last
+
+    def frames_due(self, t_s: float) -> list[can.Message]:
+        self.tx.set(self.s_req, self.request)
+        if self.s_reset:
+            self.tx.set(self.s_reset, 1.0 if self.reset else 0.0)
+        return self.tx.due(t_s)
+
+    def driving(self) -> bool:
+        v = self.view
+        return v.q("state") == L.ST_DRIVE and v.q("contactor_pos_cmd") == 1 and v.q("contactor_neg_cmd") == 1
+
+    def load_current(self, want: float, unit: str, bus_v: float, dt_s: float) -> float:
+        """Current the load draws for the scenario's demand ``want`` (A or W, + = charge)."""
+        if not self.driving() or not math.isfinite(want):
+            self.demand_a = 0.0
+            return 0.0
+        v = self.view
+        i = want / max(bus_v, 1.0) if unit == "W" else want
+        lim_dis = v.q("i_dis_lim_a")
+        lim_chg = v.q("i_chg_lim_a")
+        p_dis = v.q("p_dis_lim_kw") * 1000.0 / max(bus_v, 1.0)
+        p_chg = v.q("p_chg_lim_kw") * 1000.0 / max(bus_v, 1.0)
+        lo = -min(x for x in (lim_dis, p_dis) if math.isfinite(x)) if math.isfinite(lim_dis) else 0.0
+        hi = min(x for x in (lim_chg, p_chg) if math.isfinite(x)) if math.isfinite(lim_chg) else 0.0
+        clamped = min(max(i, lo), hi)
+        if abs(clamped - i) > 1e-6:
+            self.limited_s += dt_s
+        self.demand_a = clamped
+        return clamped
+
+
+class Charger:
+    """CC-CV charger on the BMS's charge request (current positive = into the pack)."""
+
+    def __init__(self, smap: SignalMap, view: BmsView, t0_s: float = 0.0, max_a: float = 600.0,
+                 max_w: float = 400e3, ramp_a_s: float = 200.0, r_est_ohm: float = 0.2):
+        if smap.charger_message is None:
+            raise ValueError(f"signal map {smap.path} has no charger message")
+        self.view = view
+        self.tx = _Sender(smap.db, smap.charger_message, t0_s)
+        names = {s.name.rsplit("_", 1)[-1]: s.name for s in self.tx.msg.signals}
+        self.s_v, self.s_i, self.s_state = names.get("OutputVoltage"), names.get("OutputCurrent"), names.get("State")
+        self.max_a, self.max_w, self.ramp_a_s, self.r_est_ohm = max_a, max_w, ramp_a_s, r_est_ohm
+        self.connected = False
+        self.tx.silent = True
+        self.i_a = 0.0
+        self.cv = False
+
+    def connect(self, on: bool) -> None:
+        self.connected = on
+        self.tx.silent = not on
+        if not on:
+            self.i_a = 0.0
+
+    def frames_due(self, t_s: float, bus_v: float) -> list[can.Message]:
+        if self.s_v:
+            self.tx.set(self.s_v, min(max(bus_v, 0.0), 1000.0))
+        if self.s_i:
+            self.tx.set(self.s_i, max(self.i_a, 0.0))
+        if self.s_state:
+            self.tx.set(self.s_state, 1.0 if self.i_a > 0.5 else 0.0)
+        return self.tx.due(t_s)
+
+    def current(self, bus_v: float, dt_s: float) -> float:
+        v = self.view
+        on = (self.connected and v.q("chg_req_enable") == 1 and v.q("state") == L.ST_CHARGE)
+        if not on:
+            self.i_a = max(0.0, self.i_a - 10.0 * self.ramp_a_s * dt_s)
+            self.cv = False
+            return self.i_a
+        v_req, i_req = v.q("chg_req_v"), v.q("chg_req_a")
+        if not (math.isfinite(v_req) and math.isfinite(i_req)):
+            self.i_a = 0.0
+            return 0.0
+        target = min(i_req, self.max_a, self.max_w / max(bus_v, 1.0))
+        # constant voltage: the current that brings the output to v_req (pack ~ E + R i)
+        i_cv = self.i_a + 0.5 * (v_req - bus_v) / self.r_est_ohm
+        self.cv = i_cv < target
+        target = max(0.0, min(target, i_cv))
+        step = self.ramp_a_s * dt_s
+        self.i_a = min(target, self.i_a + step) if target > self.i_a else max(target, self.i_a - 10.0 * step)
+        return self.i_a
