@@ -1,47 +1,49 @@
-"""``bms demo``: the main job on its built-in default.
-
-Until the closed-loop pack simulator lands, the demo is the SOC evaluation of the default
-estimator with the shipped profiles on the shipped lab data: four runs (three Winston
-LFP100AHA drive tests at 25, 5 and -5 C and the A123 dynamic test), a summary table and one
-PNG per run in ``out/demo/``.
-"""
+"""``bms demo``: the main job on its built-in default -- the reference pack heavy_duty_192s in
+closed loop (virtual pack, VCU and charger against the BMS node over python-can's virtual bus,
+lock-step on a simulated clock) through a yard tractor shift, a 20-minute fast charge and an
+injected fault (a cell-monitoring board going silent). Prints the summary table and writes the
+figure, the candump log and the JSON summary to ``out/demo/``. Exit code 1 if a verdict fails.
+(The SOC evaluation on the lab data that the demo used to be is ``bms eval-all``.)"""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
-
-RUNS = (
-    ("winston_lfp100", "winston_lfp100/udds_P25.csv.gz", "Winston LFP100AHA, UDDS blocks, 25 C"),
-    ("winston_lfp100", "winston_lfp100/udds_P05_approx.csv.gz", "Winston LFP100AHA, UDDS blocks, 5 C"),
-    ("winston_lfp100", "winston_lfp100/udds_N05_approx.csv.gz", "Winston LFP100AHA, UDDS blocks, -5 C"),
-    ("a123_26650", "a123_26650/dyn_25C_script1.csv.gz", "A123 ANR26650M1B, dynamic script, 25 C"),
-)
 
 
 def register(sub) -> None:
     ap = sub.add_parser("demo", help="run the main job on its built-in default", description=__doc__)
-    ap.add_argument("--out", default="out/demo", help="folder for the figures (default out/demo)")
-    ap.add_argument("--estimator", default="ekf", help="estimator (default ekf)")
+    ap.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    ap.add_argument("--scenario", default="demo", help="scenario name or TOML (default: the shipped 'demo')")
+    ap.add_argument("--blf", action="store_true", help="also write a .blf log")
+    ap.add_argument("--max-s", type=float, default=None, help="shorten to this many simulated seconds")
     ap.set_defaults(func=run)
 
 
 def run(args) -> int:
     from tqdm import tqdm
 
-    from bms.evaluate import evaluate, plot
+    from hil.cosim import run_scenario
+    from hil.report import figures, plot, summary_table
+    from hil.scenario import load_scenario, shorten
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for profile, data, title in tqdm(RUNS, desc="SOC evaluation", unit="run"):
-        res = evaluate(profile, data, args.estimator)
-        png = out / (Path(data).name.split(".")[0] + ".png")
-        plot(res, str(png), title=f"{args.estimator}: {title}")
-        rows.append((title, res.metrics, png))
-    print(f"\nSOC estimator '{args.estimator}', initialised from the rest voltage as the firmware does")
-    print(f"{'run':<42} {'RMSE %':>7} {'max %':>7} {'RMSE>2h %':>10}  figure")
-    for title, m, png in rows:
-        after = m["rmse_after_2h_pct"]
-        print(f"{title:<42} {m['rmse_pct']:>7.2f} {m['max_abs_pct']:>7.2f} "
-              f"{'' if after is None else format(after, '.2f'):>10}  {png}")
-    return 0
+    scn = load_scenario(args.scenario)
+    if args.max_s is not None:
+        scn = shorten(scn, args.max_s)
+    bar = tqdm(total=round(scn.duration_s), unit="sim s", desc=f"{scn.name} (heavy_duty_192s)", file=sys.stderr)
+
+    def progress(t, total):
+        bar.n = round(t)
+        bar.refresh()
+
+    res = run_scenario(scn, "virtual", out / f"{scn.name}.log", out / f"{scn.name}.blf" if args.blf else None, progress)
+    bar.close()
+    png = plot(res, str(out / f"{scn.name}.png"))
+    (out / f"{scn.name}.json").write_text(json.dumps(figures(res), indent=1))
+    print(summary_table(res))
+    for p in [*res.log_paths, png, str(out / f"{scn.name}.json")]:
+        print(f"  wrote {p}")
+    return 0 if res.passed else 1
