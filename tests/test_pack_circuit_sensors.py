@@ -236,3 +236,24 @@ def test_precharge_resistor_heats_and_fuses_into_a_short(profile):
             t_fuse = k * DT
     assert t_fuse is not None and 0.5 < t_fuse < 5.0
     assert st.pk[PK_IPACK] == 0.0 and st.pk[PK_VBUS] < 1.0 and st.pk[PK_TPRE] < p.pre_fuse_c + 10.0
+
+
+def test_bound_step_and_sensors_match_the_dispatcher(profile):
+    """hil.pack.bound: same evolution and readings as the plain calls, in-place inputs seen."""
+    from hil.pack.bound import bind_sensors, bind_step
+
+    p, f, st, inp, bleed = make(profile, seed=3)
+    st2 = copy_state(st)
+    inp2, bleed2 = inp.copy(), bleed.copy()
+    step, sample = bind_step(p, f, st2, inp2, bleed2), bind_sensors(p, f, st2)
+    for k in range(200):
+        inp[IN_I_A] = inp2[IN_I_A] = -100.0 if k < 100 else 50.0
+        bleed[1] = bleed2[1] = 1 if k > 50 else 0
+        pack_step(p, f, st, inp, bleed, DT)
+        step(DT)
+        if k % 10 == 0:
+            sample_sensors(p, f, st, 0.1)
+            sample(0.1)
+    for a, b in zip(st, st2):
+        np.testing.assert_array_equal(a, b)
+    assert st2.elem[1, E_IBL] > 0.0 and st2.pk[PK_IPACK] == pytest.approx(50.0, abs=0.1)

@@ -17,7 +17,8 @@ Typical use (one call per physics step, arrays only; column indices from :mod:`h
     st.x[:, X_Z], st.x[:, X_T], st.pk[PK_VBUS]         # the truth, for scoring
 
 ``hil.pack.ready.ready_pack`` builds all of it with the contactors closed through a precharge;
-``pack_run`` runs many steps in one call (batch / benchmarks).
+``hil.pack.bound.bind_step`` / ``bind_sensors`` give ``f(dt_s)`` callables without numba's
+per-call dispatch (half the per-step cost from Python); ``pack_run`` runs many steps in one call.
 """
 
 from hil.pack import layout as _layout
