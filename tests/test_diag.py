@@ -285,3 +285,18 @@ def test_fault_bits_are_the_table_ids():
     bits = int(r.out[L.Y_FAULT_BITS])
     assert bits == 1 << L.F_TEMP_SENSOR_SHORT
     assert r.out[L.Y_TEMP_MAX_C] == 25.0  # the shorted sensor is excluded from the temperatures
+
+
+def test_dbc_fault_bits_match_the_table():
+    """The DBC's BMS_Faults / BMS_Warnings carry one bit per table entry at bit position = id."""
+    import cantools
+
+    from bms.faultdoc import DOC_PATH
+
+    db = cantools.database.load_file(str(DOC_PATH.parent.parent / "dbc" / "bms_fil.dbc"))
+    for msg, prefix in (("BMS_Faults", "Flt_"), ("BMS_Warnings", "Wrn_")):
+        sigs = {s.name: s for s in db.get_message_by_name(msg).signals if s.name.startswith(prefix)}
+        assert set(sigs) == {prefix + f.name for f in T.FAULTS}
+        for f in T.FAULTS:
+            s = sigs[prefix + f.name]
+            assert (s.start, s.length, s.byte_order) == (f.id, 1, "little_endian")
