@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 from bms_rig import Rig
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bms import diag_table as T
 from bms import layout as L
@@ -300,3 +302,42 @@ def test_dbc_fault_bits_match_the_table():
         for f in T.FAULTS:
             s = sigs[prefix + f.name]
             assert (s.start, s.length, s.byte_order) == (f.id, 1, "little_endian")
+
+
+@given(fid=st.integers(0, T.NF - 1), seq=st.lists(st.tuples(st.floats(-1.0, 2.0), st.booleans()), min_size=1, max_size=120),
+       dt=st.sampled_from([0.01, 0.1, 0.25]))
+def test_evaluate_invariants(fid, seq, dt):
+    """For random quantity sequences on one table row (scaled around its thresholds), with the
+    vehicle's reset toggling: the FAULT level is only entered after the condition held for the
+    debounce time (time debounce), a latching entry never leaves FAULT without its recovery
+    action, and the bit words equal the severities."""
+    from bms_rig import params
+
+    from bms import core
+    from bms.diag import evaluate
+
+    prm = params()
+    d = prm.diag
+    f = T.FAULTS[fid]
+    stt = core.new_state(prm)
+    levels = [x for x in d[fid, L.D_WARN:L.D_CRIT + 1] if not np.isnan(x)]
+    lo, hi = min(levels) - 0.2 * abs(min(levels)) - 1.0, max(levels) + 0.2 * abs(max(levels)) + 1.0
+    qi = int(d[fid, L.D_QTY])
+    thr, deb = d[fid, L.D_FAULT], d[fid, L.D_DEB_S]
+    held = 0.0
+    for x, reset in seq:
+        stt.q[:] = np.nan
+        stt.q[qi] = lo + (hi - lo) * (x + 1.0) / 3.0
+        was = stt.fst[fid, L.FS_SEV]
+        sev, react, dc, dd, fbits, wbits = evaluate(stt, d, dt, reset, False, True)
+        cond = f.direction * (stt.q[qi] - thr) > 0
+        held = held + dt if cond else 0.0
+        now = stt.fst[fid, L.FS_SEV]
+        if now >= L.SEV_FAULT and was < L.SEV_FAULT and f.debounce == L.DEB_TIME:
+            assert held >= deb - 1e-9
+        if f.latch and was >= L.SEV_FAULT and f.recovery != L.RC_AUTO:
+            if f.recovery == L.RC_SERVICE or not reset:
+                assert now >= L.SEV_FAULT
+        assert (fbits >> fid & 1) == (now >= L.SEV_FAULT) and (wbits >> fid & 1) == (now >= L.SEV_WARNING)
+        assert sev == now  # only this row is driven
+        assert 0.0 <= dc <= 1.0 and 0.0 <= dd <= 1.0
