@@ -101,3 +101,15 @@ def test_limits_in_the_step_warm_vs_cold_charge():
     warm.inp.u[L.U_VCU_REQUEST] = L.REQ_STANDBY
     warm.step(n=5)
     assert warm.out[L.Y_I_CHG_LIM_A] == 0.0 and warm.out[L.Y_I_DIS_LIM_A] == 0.0
+
+
+finite = st.floats(-100.0, 200.0)
+
+
+@given(z=st.floats(0.0, 1.0), v_lo=st.floats(1.5, 4.5), dv=st.floats(0.0, 1.0), t_lo=finite, dt=st.floats(0.0, 60.0),
+       der=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)))
+def test_targets_are_bounded_and_monotone_in_the_fault_factor(z, v_lo, dv, t_lo, dt, der):
+    i_c, i_d = target_limits(PRM, der[0], der[1], z, z, v_lo, v_lo + dv, t_lo, t_lo + dt)
+    assert 0.0 <= i_c <= I_MAX and 0.0 <= i_d <= PRM.pp[L.P_I_DIS_MAX_A]
+    j_c, j_d = target_limits(PRM, 1.0, 1.0, z, z, v_lo, v_lo + dv, t_lo, t_lo + dt)
+    assert i_c <= j_c + 1e-9 and i_d <= j_d + 1e-9
