@@ -148,7 +148,7 @@ def _record_args(values: dict[str, float], capacity_ah: float) -> tuple[float, f
 
 def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, float], capacity_ah: float,
               eta_chg: float, i_sign_a: float, max_nfev: int = 200, soc_max: float = 0.97,
-              fit_offset: bool = False) -> DriveFit:
+              fit_offset: bool = False, tol: float = 1e-6, fixed: tuple[str, ...] = ()) -> DriveFit:
     """Least-squares fit of :data:`FIT_KEYS` at the record's temperature.
 
     ``rows(values) -> (ocv_row, hyst_row)`` gives the OCV and hysteresis-amplitude rows (nS,)
@@ -170,8 +170,11 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
     if use.sum() < 100:
         raise DataError(f"{data.path}: fewer than 100 samples at SOC <= {soc_max}")
 
-    keys = FIT_KEYS if fit_offset else tuple(k for k in FIT_KEYS if k != "i_offset_c")
-    sel = np.array([k in keys for k in FIT_KEYS])
+    unknown = set(fixed) - set(FIT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown fit keys {sorted(unknown)} (known: {', '.join(FIT_KEYS)})")
+    held = set(fixed) | (set() if fit_offset else {"i_offset_c"})
+    sel = np.array([k not in held for k in FIT_KEYS])
     start = _pack(_clip(guess))
     if not fit_offset:
         start[FIT_KEYS.index("i_offset_c")] = 0.0
@@ -188,7 +191,8 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
 
     lo = np.array([np.log(BOUNDS[k][0]) if lg else BOUNDS[k][0] for k, lg in zip(FIT_KEYS, _LOG)])[sel]
     hi = np.array([np.log(BOUNDS[k][1]) if lg else BOUNDS[k][1] for k, lg in zip(FIT_KEYS, _LOG)])[sel]
-    res = least_squares(resid, start[sel], bounds=(lo, hi), x_scale=1.0, diff_step=1e-4, max_nfev=max_nfev)
+    res = least_squares(resid, start[sel], bounds=(lo, hi), x_scale=1.0, diff_step=1e-4, max_nfev=max_nfev,
+                        ftol=tol, xtol=tol)
     values = full(res.x)
     return score(params(values), data, values, n_eval=int(res.nfev), soc_max=soc_max)
 
