@@ -24,17 +24,7 @@ import math
 import numba as nb
 
 from bms import layout as L
-
-
-@nb.njit(cache=True)
-def _board_ambient(prm, inp, st, b):
-    """Mean of the board's plausible temperature sensors (NaN if none)."""
-    acc, k = 0.0, 0
-    for j in range(prm.temp_start[b], prm.temp_start[b + 1]):
-        if st.temp_ok[j]:
-            acc += inp.temp_c[j]
-            k += 1
-    return acc / k if k > 0 else math.nan
+from bms.diag import board_temp_mean
 
 
 @nb.njit(cache=True)
@@ -47,7 +37,7 @@ def balance_step(st, inp, prm, dt_s, i_a, state, sev_max, soc):
     nb_ = st.board_heat_c.shape[0]
     # board resistor temperatures, with the bleeding of the step that just ended
     for b in range(nb_):
-        amb = _board_ambient(prm, inp, st, b)
+        amb = board_temp_mean(inp, st, prm, b)
         if math.isnan(st.board_heat_c[b]):
             st.board_heat_c[b] = amb if not math.isnan(amb) else 25.0
         if math.isnan(amb):

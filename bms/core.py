@@ -26,7 +26,7 @@ import numpy as np
 from bms import layout as L
 from bms.balancing import balance_step
 from bms.contactors import MAINS, contactor_step
-from bms.diag import evaluate, isense_fresh, measure, vcu_fresh
+from bms.diag import board_temp_mean, evaluate, isense_fresh, measure, vcu_fresh
 from bms.diag_table import FAULTS, NF, NQ
 from bms.layout import Inputs, State
 from bms.limits import limits_step
@@ -54,13 +54,8 @@ def cell_temperatures(inp, st, prm):
         if st.temp_ok[j]:
             st.cell_t_c[c] = inp.temp_c[j]
             continue
-        b = prm.board_of_cell[c]
-        acc, k = 0.0, 0
-        for jj in range(prm.temp_start[b], prm.temp_start[b + 1]):
-            if st.temp_ok[jj]:
-                acc += inp.temp_c[jj]
-                k += 1
-        st.cell_t_c[c] = acc / k if k > 0 else pack_mean
+        t = board_temp_mean(inp, st, prm, prm.board_of_cell[c])
+        st.cell_t_c[c] = t if not math.isnan(t) else pack_mean
 
 
 @nb.njit(cache=True)

@@ -52,6 +52,17 @@ def _age(valid, age_s, stale_s):
 
 
 @nb.njit(cache=True)
+def board_temp_mean(inp, st, prm, b):
+    """Mean of board ``b``'s plausible temperature sensors this step (NaN if none)."""
+    acc, k = 0.0, 0
+    for j in range(prm.temp_start[b], prm.temp_start[b + 1]):
+        if st.temp_ok[j]:
+            acc += inp.temp_c[j]
+            k += 1
+    return acc / k if k > 0 else math.nan
+
+
+@nb.njit(cache=True)
 def measure(inp, st, prm, dt_s):
     """Fill ``st.q`` / ``st.qloc`` with the quantities of the fault table and the freshness masks
     ``st.cell_ok`` / ``st.temp_ok``; update the I^2 filters y += (1 - exp(-dt/tau)) (I^2 - y) and

@@ -21,25 +21,20 @@ import math
 import numba as nb
 
 from bms import layout as L
+from bms.model import interp_t, temp_index
 
 
 @nb.njit(cache=True)
 def interp_clamped(grid, vals, x):
-    """Piecewise-linear f(x) on an ascending grid, constant beyond the ends."""
-    n = grid.shape[0]
-    if x <= grid[0]:
-        return vals[0]
-    if x >= grid[n - 1]:
-        return vals[n - 1]
-    k = 0
-    while grid[k + 1] < x:
-        k += 1
-    w = (x - grid[k]) / (grid[k + 1] - grid[k])
-    return vals[k] + w * (vals[k + 1] - vals[k])
+    """Piecewise-linear f(x) on an ascending grid, constant beyond the ends (the cell model's
+    bracket-and-interpolate over temperature, bms.model.temp_index / interp_t)."""
+    j, w = temp_index(grid, x)
+    return interp_t(vals, j, w)
 
 
 @nb.njit(cache=True)
 def _clip01(x):
+    """min(max(x, 0), 1), with NaN -> 0."""
     return 0.0 if not x > 0.0 else (1.0 if x > 1.0 else x)
 
 
