@@ -388,3 +388,11 @@ def test_resistance_rises_near_empty(profile):
         pack_step(p, f, st, inp, bleed, DT)
         drops.append(v0 - st.pk[PK_VPACK])
     assert drops[0] > 1.3 * drops[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(y=st_.floats(0.0, 50.0))
+def test_exp_neg_series_matches_exp(y):
+    from hil.pack.model import exp_neg
+
+    assert abs(exp_neg(y) - math.exp(-y)) <= 3e-11 * math.exp(-y)
