@@ -91,7 +91,8 @@ def test_params_reject_bad_geometry(profile, kw, word):
 
 def test_init_state_rejects_bad_values(profile):
     p = build_params(profile, SMALL)
-    for kw in ({"soc": 1.2}, {"soc": float("nan")}, {"temp_c": 300.0}, {"dt_s": 0.0}, {"h": 2.0}):
+    for kw in ({"soc": 1.2}, {"soc": float("nan")}, {"temp_c": 300.0}, {"dt_s": 0.0}, {"h": 2.0},
+               {"soc": np.full(3, 0.5)}):
         with pytest.raises(ValueError):
             init_state(p, **kw)
 

@@ -38,8 +38,11 @@ def init_state(p: PackModelParams, soc: float | np.ndarray = 0.5, temp_c: float 
                dt_s: float = 0.01, h: float = 0.0, seed: int = 0, bus_v: float = 0.0) -> PackState:
     """A rested pack state (see module docstring); ``soc`` / ``temp_c`` scalar or per cell."""
     n, ns, nts, nch = p.n_cells, p.n_series, p.n_ts, p.n_ch
-    soc_arr = np.broadcast_to(np.asarray(soc, dtype=np.float64), (n,))
-    temp_arr = np.broadcast_to(np.asarray(temp_c, dtype=np.float64), (n,))
+    for name, val in (("soc", soc), ("temp_c", temp_c)):
+        if np.ndim(val) and np.size(val) not in (1, n):
+            raise ValueError(f"initial {name} must be a scalar or {n} values (one per cell), got {np.size(val)}")
+    soc_arr = np.broadcast_to(np.asarray(soc, dtype=np.float64).reshape(-1), (n,))
+    temp_arr = np.broadcast_to(np.asarray(temp_c, dtype=np.float64).reshape(-1), (n,))
     if not (np.all(np.isfinite(soc_arr)) and np.all((soc_arr >= 0.0) & (soc_arr <= 1.0))):
         raise ValueError(f"initial soc must be within [0, 1], got {soc!r}")
     if not (np.all(np.isfinite(temp_arr)) and np.all((temp_arr > -60.0) & (temp_arr < 120.0))):
