@@ -111,3 +111,13 @@ def test_faults_doc_is_current():
     text = faultdoc.DOC_PATH.read_text()
     for f in T.FAULTS:
         assert f"| {f.id} | {f.name} |" in text
+
+
+def test_faults_doc_command(tmp_path, capsys):
+    from bms.cli import main
+
+    out = tmp_path / "faults.md"
+    assert main(["faults-doc", "-o", str(out)]) == 0
+    assert out.read_text() == faultdoc.DOC_PATH.read_text()
+    assert main(["faults-doc", "--pack", "no_such_pack", "-o", str(out)]) == 2
+    assert "no pack named" in capsys.readouterr().err
