@@ -103,9 +103,10 @@ def step(st, inp, prm, dt_s):
     """One task period of the firmware (no allocation, no I/O):
 
     1. reset-request edge; 2. measurement quantities and freshness (bms.diag.measure);
-    3. per-cell SOC estimator (bms.soc) on its slower period with the period's mean cell current
-    I_pack / n_parallel and voltages (paused while the current is stale); pack SOC min / mean / max / display; 4. fault table
-    (bms.diag.evaluate); 5. state machine and contactors; 6. balancing; 7. limits.
+    3. per-cell SOC estimator (bms.soc) on its slower period with the period's mean cell
+    current I_pack / n_parallel and voltages (paused while the current is stale), pack SOC
+    min / mean / max / display; 4. fault table (bms.diag.evaluate); 5. state machine and
+    contactors; 6. balancing; 7. limits.
     Outputs are written to ``st.out`` (Y_*) and ``st.bleed``. Arrays of another pack or a
     non-finite dt_s raise ValueError (:func:`check_shapes`)."""
     check_shapes(st, inp, prm, dt_s)

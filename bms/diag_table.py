@@ -37,7 +37,8 @@ QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("sense_wire", "V", "largest opposite deviation of two neighbouring cells of a board from the pack mean"),
     ("temp_raw_min", "degC", "lowest fresh raw temperature reading (open NTC reads very cold)"),
     ("temp_raw_max", "degC", "highest fresh raw temperature reading (shorted NTC reads very hot)"),
-    ("stuck_s", "s", "longest continuous time a cell reading stayed within stuck_dv_v of its reference while the current stayed more than stuck_di_a away from the current at the reference"),
+    ("stuck_s", "s", "longest continuous time a cell reading stayed within stuck_dv_v of its reference "
+                     "while the current stayed more than stuck_di_a away from the current at the reference"),
     ("isense_err", "A", "current above the sensor range, or |current| while all contactors are open"),
     ("cmu_age", "s", "age of the oldest cell-monitoring board data (invalid data counts as its age + the warning age)"),
     ("isense_age", "s", "age of the current-sensor data (invalid: + the warning age)"),
