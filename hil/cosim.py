@@ -84,7 +84,8 @@ def build_model(scn: Scenario, smap) -> PackModel:
     """The pack model of a scenario: the map's pack geometry, the scenario's spread and state."""
     pk, ini = smap.pack, scn.initial
     geo = PackGeometry(n_series=pk.n_series, n_parallel=pk.n_parallel, cells_per_board=pk.cells_per_board,
-                       temp_sensors_per_board=pk.temps_per_board)
+                       temp_sensors_per_board=pk.temps_per_board, r_precharge_ohm=scn.plant.precharge_ohm,
+                       bus_cap_f=scn.plant.bus_capacitance_f, bus_dis_ohm=scn.plant.bus_discharge_ohm)
     spread = PackSpread(capacity_rel_sd=ini.capacity_spread_sd, resistance_rel_sd=ini.resistance_spread_sd,
                         soc0_sd=ini.soc_spread_sd)
     p = build_params(pk.profile, geo, spread, seed=scn.seed)

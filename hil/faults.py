@@ -8,11 +8,11 @@ frames of a message corrupted (a payload bit flipped), replayed (an earlier genu
 again after each new one) or forged (a frame with an attacker's request value and a wrong CRC).
 
 Kinds (:data:`KINDS`, the target key each needs):
-sense_wire_open (wire), cell_v_stuck / cell_v_noisy / cell_v_drift (cell; value = stuck V, noise sd V,
+sense_wire_open (wire; value = potential shift V, default 0.2), cell_v_stuck / cell_v_noisy / cell_v_drift (cell; value = stuck V, noise sd V,
 drift V/s), temp_sensor_open / temp_sensor_short (sensor), temp_sensor_drift (sensor, value degC/s),
 internal_short (cell, value = conductance S), cell_overheat (board, value = degC forced on its cells),
 coolant_loss, current_offset (value A), current_gain (value relative), board_silent (board),
-isense_silent, vcu_silent, charger_silent, contactor_welded (contactor = "pos" | "neg"),
+isense_silent, vcu_silent, charger_silent, contactor_welded (contactor = "pos" | "neg" | "both"),
 precharge_open, frame_corrupt / frame_replay (message), frame_forge (message, value = request).
 """
 
@@ -36,7 +36,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "charger_silent": (), "contactor_welded": ("contactor",), "precharge_open": (),
     "frame_corrupt": ("message",), "frame_replay": ("message",), "frame_forge": ("message", "value"),
 }
-CONTACTORS = {"neg": K_NEG, "pos": K_POS}
+CONTACTORS = {"neg": (K_NEG,), "pos": (K_POS,), "both": (K_NEG, K_POS)}
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 CONDITION_NAMES = ("t_s", "soc_min", "soc_mean", "soc_max", "pack_i_a", "pack_v", "temp_max_c", "temp_min_c")
 
@@ -144,6 +144,8 @@ class FaultInjector:
         f, p, k = self.f, self.p, s.kind
         u8 = 1 if on else 0
         if k == "sense_wire_open":
+            if np.isfinite(s.value):
+                f.wire_shift_v[s.wire] = s.value
             f.wire_open[s.wire] = u8
         elif k == "cell_v_stuck":
             ch = p.ch_cell_v(s.cell)
@@ -170,7 +172,8 @@ class FaultInjector:
         elif k == "current_gain":
             f.sens_gain_err[p.ch_current] = s.value if on else 0.0
         elif k == "contactor_welded":
-            f.k_welded[CONTACTORS[s.contactor]] = u8
+            for kk in CONTACTORS[s.contactor]:
+                f.k_welded[kk] = u8
         elif k == "precharge_open":
             f.precharge_open[0] = u8
         elif k in ("board_silent", "isense_silent", "vcu_silent", "charger_silent"):

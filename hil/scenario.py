@@ -6,6 +6,7 @@ Schema (every key but ``scenario.name`` and the segments optional)::
 
     [scenario]  name, description, map = "bms_fil_heavy_duty_192s", seed = 0,
                 record_period_s = 1.0, duration_s (cap; default: the segments' sum)
+    [plant]     precharge_ohm = 47, bus_capacitance_f = 0.001, bus_discharge_ohm = 2000
     [initial]   soc = 0.5 (mean, 0..1), soc_spread_sd = 0.005, capacity_spread_sd = 0.01,
                 resistance_spread_sd = 0.05, temp_c = 25, ambient_c, coolant_c (default temp_c),
                 coolant_flow_kg_s = 0.2, soc_offsets = [[cell, delta_soc], ...]
@@ -74,6 +75,16 @@ class Initial:
 
 
 @dataclass
+class Plant:
+    """Vehicle-side circuit around the pack (the inverter's DC link and its active discharge,
+    modelled as a resistor, so that the bus falls after the contactors open)."""
+
+    precharge_ohm: float = 47.0
+    bus_capacitance_f: float = 0.001
+    bus_discharge_ohm: float = 2000.0
+
+
+@dataclass
 class Scenario:
     name: str
     path: Path | None
@@ -83,6 +94,7 @@ class Scenario:
     record_period_s: float
     duration_s: float
     initial: Initial
+    plant: Plant
     segments: list[Segment]
     faults: list[FaultSpec]
     verdicts: dict
@@ -210,6 +222,9 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     if offs:
         arr = ini.array("soc_offsets", -1.0, 10000.0, shape=(None, 2))
         initial.soc_offsets = [(int(c), float(d)) for c, d in arr]
+    pl = root.section("plant", required=False)
+    plant = Plant(pl.number("precharge_ohm", 1.0, 1e4, default=47.0), pl.number("bus_capacitance_f", 1e-5, 1.0, default=0.001),
+                  pl.number("bus_discharge_ohm", 1.0, 1e7, default=2000.0))
     segs = root.raw("segment", default=None)
     if not isinstance(segs, list) or not segs:
         raise ConfigError(path, "segment", "is missing", "one or more [[segment]] tables")
@@ -235,19 +250,39 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         map=sc.string("map", default="bms_fil_heavy_duty_192s"), seed=sc.integer("seed", 0, 2**31 - 1, default=0),
         record_period_s=sc.number("record_period_s", 0.01, 60.0, default=1.0),
         duration_s=sc.number("duration_s", 0.0, 7 * 86400.0, default=total, lo_open=True),
-        initial=initial, segments=segments, faults=faults, verdicts=verdicts)
+        initial=initial, plant=plant, segments=segments, faults=faults, verdicts=verdicts)
 
 
-def shorten(scn: Scenario, max_s: float) -> Scenario:
-    """The scenario cut to at most ``max_s`` seconds: segments scaled in proportion (patterns keep
-    their own period), fault times scaled alike, so every segment and fault still happens."""
+def shorten(scn: Scenario, max_s: float, keep_s: float = 60.0) -> Scenario:
+    """The scenario cut to at most ``max_s`` seconds: segments longer than ``keep_s`` are scaled
+    down together (patterns keep their own period), shorter ones are kept (scaled too if they
+    alone exceed ``max_s``); fault times move with the segment they fall in, so every segment and
+    fault still happens. The verdicts about the end of the full run (final SOC, final spread,
+    balancing, end state) are dropped; the others (SOC error, faults and their latencies, no
+    unexpected fault) are kept."""
     if scn.duration_s <= max_s:
         return scn
-    k = max_s / scn.duration_s
-    segs = [replace(s, duration_s=s.duration_s * k) for s in scn.segments]
-    faults = [replace(f, at_s=None if f.at_s is None else f.at_s * k, until_s=None if f.until_s is None else f.until_s * k)
-              for f in scn.faults]
-    return replace(scn, duration_s=max_s, segments=segs, faults=faults)
+    old = [sg.duration_s for sg in scn.segments]
+    short = sum(d for d in old if d <= keep_s)
+    long_ = sum(d for d in old if d > keep_s)
+    if long_ > 0 and short < max_s:
+        k = (max_s - short) / long_
+        new = [d * k if d > keep_s else d for d in old]
+    else:
+        new = [d * max_s / sum(old) for d in old]
+    b_old = np.concatenate([[0.0], np.cumsum(old)])
+    b_new = np.concatenate([[0.0], np.cumsum(new)])
+
+    def move(t):
+        return None if t is None else float(np.interp(t, b_old, b_new))
+
+    segs = [replace(sg, duration_s=d) for sg, d in zip(scn.segments, new)]
+    faults = [replace(f, at_s=move(f.at_s), until_s=move(f.until_s)) for f in scn.faults]
+    ver = {k: v for k, v in scn.verdicts.items() if k not in END_VERDICTS}
+    return replace(scn, duration_s=float(b_new[-1]), segments=segs, faults=faults, verdicts=ver)
+
+
+END_VERDICTS = ("final_soc_spread_pct_max", "final_soc_min", "final_soc_max", "balancing", "end_state")
 
 
 # ---- verdicts ---------------------------------------------------------------------------------
