@@ -261,3 +261,34 @@ def test_fit_is_reproducible_on_shipped_data(winston, winston_records):
     fit = refit(guess, fixed=held)
     for k in ("r0_chg_ohm", "r0_dis_ohm"):
         assert fit.values[k] == pytest.approx(shipped[k], rel=0.01), k
+
+
+# ---------------------------------------------------------------- command line
+
+def test_profile_check_command_prints_rmse_per_file(capsys):
+    from bms.cli import main
+
+    assert main(["profile", "check", "winston_lfp100", "data/winston_lfp100/udds_P25.csv.gz"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "udds_P25.csv.gz" in line)
+    rmse_mv = float(row.split()[2])
+    assert 5.0 < rmse_mv < 20.0  # all samples, no initial-RC nuisance: a little above the fit's value
+
+
+def test_profile_fit_rejects_bad_inputs_with_clear_errors(tmp_path, capsys):
+    from bms.cli import main
+
+    sheet = tmp_path / "sheet.toml"
+    sheet.write_text("[cell]\nv_min_v = 2.8\nv_max_v = 9.0\nv_damage_v = 2.5\ni_max_chg_a = 1\n"
+                     "i_max_dis_a = 1\ni_peak_dis_a = 1\ntemp_min_chg_c = 0\ntemp_max_c = 60\n")
+    args = ["profile", "fit", "--name", "x", "--ocv", "data/winston_lfp100/ocv_c50_table.csv",
+            "--ocv-current-a", "2", "--dynamic", "data/winston_lfp100/udds_P25.csv.gz", "--capacity-ah", "109.374",
+            "--eta", "0.99301", "--datasheet", str(sheet), "-o", str(tmp_path / "x.toml")]
+    assert main(args) == 2
+    assert "cell.v_max_v" in capsys.readouterr().err
+    args[args.index("--datasheet") + 1] = "data/winston_lfp100/datasheet.toml"
+    args[args.index("--ocv") + 1] = "data/a123_26650/ocv_c30_25C_table.csv"  # slow curves at 25 C only
+    args[args.index("--dynamic") + 1] = "data/winston_lfp100/udds_P05_approx.csv.gz"  # a 5 C record
+    assert main(args) == 2
+    assert "drive cycle at 5.0 C but the slow curves are at [25.0] C only" in capsys.readouterr().err
+    assert not (tmp_path / "x.toml").exists()
