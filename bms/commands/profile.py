@@ -9,11 +9,8 @@ import shlex
 from pathlib import Path
 
 
-def register(sub) -> None:
-    p = sub.add_parser("profile", help="cell profiles: fit from lab data, check against drive records")
-    psub = p.add_subparsers(dest="profile_cmd", metavar="ACTION")
-    psub.required = True
-    f = psub.add_parser("fit", help="fit a cell profile TOML from slow OCV curves and drive cycles")
+def add_fit_inputs(f) -> None:
+    """The lab-data inputs of a profile fit, shared by ``bms profile fit`` and ``bms tune identify``."""
     f.add_argument("--name", required=True, help="profile name (cell.name)")
     f.add_argument("--ocv", required=True, help="slow-curve table: soc,vdis_<T>,vchg_<T>,...")
     f.add_argument("--ocv-current-a", type=float, required=True, help="slow-test current magnitude (A)")
@@ -22,6 +19,14 @@ def register(sub) -> None:
     f.add_argument("--eta", type=float, required=True, help="coulombic efficiency of charge")
     f.add_argument("--datasheet", required=True, help="TOML with a [cell] table of datasheet limits")
     f.add_argument("--soc-step", type=float, default=0.01, help="SOC grid step (default 0.01)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("profile", help="cell profiles: fit from lab data, check against drive records")
+    psub = p.add_subparsers(dest="profile_cmd", metavar="ACTION")
+    psub.required = True
+    f = psub.add_parser("fit", help="fit a cell profile TOML from slow OCV curves and drive cycles")
+    add_fit_inputs(f)
     f.add_argument("--iterations", type=int, default=1, help="passes over the drive files (default 1)")
     f.add_argument("--fit-current-offset", action="store_true",
                    help="also fit each record's constant current-sensor offset (a nuisance, reported in [fit])")

@@ -14,6 +14,8 @@ import json
 import shlex
 import sys
 
+from bms.commands.profile import add_fit_inputs
+
 DATA_HELP = ("dataset spec: PATH.csv[.gz] (lab, truth soc_ref), PATH.log/.asc/.blf (CAN, truth: coulomb count), "
              "model:PATH (lab current through the cell model), scenario:NAME; options after commas, e.g. "
              "dyn.csv.gz,start=3600,duration=7200,every=2 (see bms/tune/datasets.py)")
@@ -27,14 +29,7 @@ def register(sub) -> None:
     ts.required = True
 
     f = ts.add_parser("identify", help="fit a cell profile TOML from lab data and show the fit")
-    f.add_argument("--name", required=True, help="profile name (cell.name)")
-    f.add_argument("--ocv", required=True, help="slow-curve table: soc,vdis_<T>,vchg_<T>,...")
-    f.add_argument("--ocv-current-a", type=float, required=True, help="slow-test current magnitude (A)")
-    f.add_argument("--dynamic", nargs="+", required=True, help="drive-cycle CSV(.gz) files, one per temperature")
-    f.add_argument("--capacity-ah", type=float, required=True)
-    f.add_argument("--eta", type=float, required=True, help="coulombic efficiency of charge")
-    f.add_argument("--datasheet", required=True, help="TOML with a [cell] table of datasheet limits")
-    f.add_argument("--soc-step", type=float, default=0.01, help="SOC grid step (default 0.01)")
+    add_fit_inputs(f)
     f.add_argument("--iterations", type=int, default=3, help="OCV/dynamic alternations (default 3)")
     f.add_argument("-o", "--output", required=True, help="profile TOML to write")
     f.add_argument("--plot", help="PNG: measured vs model voltage and residual over time per drive file")
