@@ -118,10 +118,16 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
     prof.fit = {
         "ocv_data": str(ocv_path), "ocv_current_a": i_slow_a, "drive_data": [str(x) for x in drive_paths],
         "iterations": iterations, "temperature_rule": temperature.RULE_TEXT,
-        "ocv_method": "weighted mean of the slow curves corrected for I*R_ss, m0 and the dynamic hysteresis "
-                      "state (bms/fit/ocv.py), isotonic (non-decreasing) in SOC",
-        "hyst_method": "M = (v_chg - v_dis - 2 m0 - 2 I R_ss) / (h_chg - h_dis) in SOC "
-                       f"{ocv.CORE_SOC[0]}..{ocv.CORE_SOC[1]}, edge values held outside",
+        "ocv_method": "weighted mean of the slow curves corrected for the slow-test polarisation P, m0 and "
+                      "the dynamic hysteresis state (bms/fit/ocv.py); branches OCV-M and OCV+M made "
+                      "non-decreasing in SOC by isotonic regression",
+        "hyst_method": "M = (v_chg - v_dis - 2 m0 - 2 P) / (h_chg - h_dis) in SOC "
+                       f"{ocv.CORE_SOC[0]}..{ocv.CORE_SOC[1]}, edge values held outside, capped at the "
+                       f"SOC {ocv.PLATEAU_SOC[0]}..{ocv.PLATEAU_SOC[1]} median above and {ocv.LOW_CAP} x it below; "
+                       "P = I R_ss + p_extra (slow_polarisation_extra_mv), fitted on the drive records",
+        "drive_fit": "least squares on v_model - v_measured for soc_ref <= 0.97 (bms/fit/dynamic.py), "
+                     "bms.model.simulate driven by the measured current from soc_ref[0], h = s = +1, "
+                     "initial RC voltages fitted per record (initial_rc_mv)",
         "initial_rc_mv": {Path(s.path).name: [round(1e3 * f.values[k], 3) for k in ("v1_init_v", "v2_init_v")]
                           for s, f in zip(scores, fits)},
         "current_offset_ma": {Path(s.path).name: round(1e3 * f.values["i_offset_c"] * capacity_ah, 3)

@@ -26,8 +26,8 @@ RESISTIVE = ("r0_chg_ohm", "r0_dis_ohm", "r1_ohm", "r2_ohm", "p_extra_v")
 HELD_HOT = ("tau1_s", "tau2_s", "gamma")
 
 RULE_TEXT = (
-    "at drive-cycle temperatures: fitted; between them: ln(p) linear in 1/T (m0 linear in 1/T); "
-    "below the coldest: held; above the warmest T_w: R0/R1/R2 scaled by exp(B (1/T - 1/T_w)) with "
+    "at drive-cycle temperatures: fitted; between them: ln(p) linear in 1/T (m0, p_extra linear in 1/T); "
+    "below the coldest: held; above the warmest T_w: R0/R1/R2/p_extra scaled by exp(B (1/T - 1/T_w)) with "
     f"B = {B_HOT_K:.0f} K (README anchor: 1 s resistance 1.2 mOhm at 25 C, 0.8 mOhm at 45 C), "
     "tau1/tau2/gamma held, m0 scaled by the slow-curve mid-SOC half-gap ratio; all clamped to the fit bounds"
 )
