@@ -86,12 +86,8 @@ def resolve(name_or_path: str | Path) -> Path:
     return shipped
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    path = resolve(name_or_path)
-    root = Section(path, load_toml(path))
-    cell = root.section("cell")
-    tab = root.section("tables")
-    q = cell.number("capacity_ah", 0.0, 1e4, lo_open=True)
+def read_limits(cell: Section) -> CellLimits:
+    """Datasheet limits from a ``[cell]`` table (profile or datasheet TOML), validated."""
     limits = CellLimits(
         v_min_v=cell.number("v_min_v", 1.0, 4.5),
         v_max_v=cell.number("v_max_v", 2.0, 5.0),
@@ -103,7 +99,18 @@ def load_profile(name_or_path: str | Path) -> Profile:
         temp_max_c=cell.number("temp_max_c", 20.0, 120.0),
     )
     if not limits.v_damage_v <= limits.v_min_v < limits.v_max_v:
-        raise ConfigError(path, "cell.v_min_v", f"is {limits.v_min_v}", f"v_damage_v <= v_min_v < v_max_v ({limits.v_damage_v}, {limits.v_max_v})")
+        raise ConfigError(cell.file, "cell.v_min_v", f"is {limits.v_min_v}",
+                          f"v_damage_v <= v_min_v < v_max_v ({limits.v_damage_v}, {limits.v_max_v})")
+    return limits
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    path = resolve(name_or_path)
+    root = Section(path, load_toml(path))
+    cell = root.section("cell")
+    tab = root.section("tables")
+    q = cell.number("capacity_ah", 0.0, 1e4, lo_open=True)
+    limits = read_limits(cell)
     soc = tab.array("soc", 0.0, 1.0, increasing=True)
     if soc.size < 3 or not np.allclose(np.diff(soc), soc[1] - soc[0], rtol=1e-6, atol=1e-9):
         raise ConfigError(path, "tables.soc", "is not a uniform grid of at least 3 points", "uniformly spaced SOC values in [0, 1]")

@@ -14,7 +14,7 @@ import numpy as np
 from bms.config import Section, load_toml
 from bms.fit import dynamic, ocv, temperature
 from bms.labdata import DataError, LabData, load_csv
-from bms.profile import CellLimits, Profile, to_params
+from bms.profile import CellLimits, Profile, read_limits, to_params
 
 KELVIN = 273.15
 
@@ -23,15 +23,7 @@ def load_datasheet(path: str | Path) -> tuple[dict, CellLimits]:
     """A datasheet TOML ``[cell]`` table: name/chemistry/source strings and the limits."""
     path = Path(path)
     cell = Section(path, load_toml(path)).section("cell")
-    limits = CellLimits(
-        v_min_v=cell.number("v_min_v", 1.0, 4.5), v_max_v=cell.number("v_max_v", 2.0, 5.0),
-        v_damage_v=cell.number("v_damage_v", 1.0, 4.5),
-        i_max_chg_a=cell.number("i_max_chg_a", 0.0, 1e5, lo_open=True),
-        i_max_dis_a=cell.number("i_max_dis_a", 0.0, 1e5, lo_open=True),
-        i_peak_dis_a=cell.number("i_peak_dis_a", 0.0, 1e5, lo_open=True),
-        temp_min_chg_c=cell.number("temp_min_chg_c", -40.0, 40.0),
-        temp_max_c=cell.number("temp_max_c", 20.0, 120.0),
-    )
+    limits = read_limits(cell)
     info = {"chemistry": cell.string("chemistry", "LFP"), "source": cell.string("source", "")}
     return info, limits
 
