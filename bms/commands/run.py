@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -62,6 +61,7 @@ def _bus(args):
 
 def run(args: argparse.Namespace) -> int:
     from bms import core
+    from bms.commands._signals import StopOnSignals
     from bms.node import BmsNode, WallClock, status_line
     from bms.node.node import warm_up
     from bms.signal_map import load_map
@@ -72,12 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.state is not None and args.state.is_file():
         state = core.load_state(smap.pack.params(), args.state)
     bus = _bus(args)
-    stop = {"flag": False}
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        stop["flag"] = True
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopOnSignals().install()
     tty = sys.stderr.isatty()
 
     def show(s: dict) -> None:
@@ -88,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     opened = False
     try:
         node = BmsNode(bus, smap, clock=WallClock(), state=state)
-        node.run(args.duration_s, stop=lambda: stop["flag"], on_status=show if args.status else None,
+        node.run(args.duration_s, stop=stop, on_status=show if args.status else None,
                  status_period_s=0.5 if tty else 1.0)
         opened = node.shutdown(max_s=args.shutdown_s)
         if args.status:
@@ -100,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
             args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status()},
                                                   indent=1, default=float))
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        stop.restore()
         bus.shutdown()
     if not opened:
         print("bms run: contactors still closed at shutdown (break-current rule)", file=sys.stderr)

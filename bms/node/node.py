@@ -167,6 +167,8 @@ class BmsNode:
         run the due steps and sends; until ``stop()`` or ``duration_s`` elapsed."""
         if self.bus is None:
             raise ValueError("BmsNode.run needs a bus")
+        if self.stats.steps == 0:
+            self._listen(stop)
         t_start = self.clock.now_s()
         next_status = t_start
         while not stop():
@@ -179,8 +181,23 @@ class BmsNode:
                 next_status = now + status_period_s
             wait = self.next_step_s - self.clock.now_s()
             msg = self.bus.recv(timeout=max(0.0, wait))
+            if msg is not None:  # with whatever else is queued: one screen / decode call per batch
+                frames = [msg]
+                while len(frames) < 512 and (m := self.bus.recv(timeout=0.0)) is not None:
+                    frames.append(m)
+                self.receive(frames, self.clock.now_s())
+
+    def _listen(self, stop: Callable[[], bool]) -> None:
+        """Before the first step on a live bus: receive for one cycle of the slowest receive
+        message (DBC cycle times), so that the first step sees every node that is talking
+        instead of timing out the ones whose frames are still to come (boards report at their
+        own phase; a step on empty inputs would latch COMM_* faults at power-up)."""
+        t_end = self.clock.now_s() + float(np.max(self.rx.timeout_s)) / self.smap.timeout_cycles
+        while not stop() and (left := t_end - self.clock.now_s()) > 0:
+            msg = self.bus.recv(timeout=left)
             if msg is not None:
                 self.receive([msg], self.clock.now_s())
+        self.next_step_s = max(self.next_step_s, self.clock.now_s())
 
     def request_shutdown(self) -> None:
         """Ask the state machine for STANDBY (contactors open, subject to the break-current rule)."""
