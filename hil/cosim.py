@@ -42,7 +42,7 @@ from hil.pack import (
 )
 from hil.packnode import PackModel, PackNode
 from hil.scenario import Scenario, evaluate
-from hil.vehicle import REQUESTS, Charger, Vcu
+from hil.vehicle import Charger, Vcu, segment_current
 
 DT_S = 0.01
 _channels = itertools.count()
@@ -187,17 +187,8 @@ class CoSim:
             if inj.specs:
                 inj.due(t, self._truth)
             inp[IN_FLOW] = flow0 * model.f.coolant_flow_scale[0]
-            vcu.request = REQUESTS[{"drive": "drive", "charge": "charge", "rest": "standby"}[seg.mode]]
-            if seg.mode == "charge":
-                if not chg.connected:
-                    chg.connect(True)
-                    chg.max_a, chg.max_w = seg.charger_max_a, seg.charger_max_w
-            elif chg.connected:
-                chg.connect(False)
             bus_v = pk[PK_VBUS]
-            i_load = vcu.load_current(seg.demand(t - seg_t0), seg.unit, bus_v, DT_S) if seg.mode == "drive" else 0.0
-            i_chg = chg.current(bus_v, DT_S) if seg.mode == "charge" else chg.current(bus_v, DT_S) if chg.i_a > 0 else 0.0
-            inp[IN_I_A] = i_load + i_chg
+            inp[IN_I_A] = segment_current(seg, t - seg_t0, vcu, chg, bus_v, DT_S)
             if seg.mode == "charge" and seg.stop_a is not None and chg.cv and 0.0 < chg.i_a < seg.stop_a:
                 events.append((t, "charge", f"charge complete (CV current {chg.i_a:.1f} A < {seg.stop_a} A)"))
                 seg_t0 = t - seg.duration_s  # the next tick moves on to the next segment

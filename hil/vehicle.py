@@ -165,3 +165,22 @@ class Charger:
         step = self.ramp_a_s * dt_s
         self.i_a = min(target, self.i_a + step) if target > self.i_a else max(target, self.i_a - 10.0 * step)
         return self.i_a
+
+
+SEGMENT_REQUEST = {"drive": "drive", "charge": "charge", "rest": "standby"}
+
+
+def segment_current(seg, t_in_seg_s: float, vcu: Vcu, chg: Charger, bus_v: float, dt_s: float) -> float:
+    """One tick of a scenario segment (:class:`hil.scenario.Segment`) on the vehicle side: the
+    VCU's request, the charger (dis)connected, and the pack current (A, + = charge) the load
+    and the charger draw."""
+    vcu.request = REQUESTS[SEGMENT_REQUEST[seg.mode]]
+    if seg.mode == "charge":
+        if not chg.connected:
+            chg.connect(True)
+            chg.max_a, chg.max_w = seg.charger_max_a, seg.charger_max_w
+    elif chg.connected:
+        chg.connect(False)
+    i_load = vcu.load_current(seg.demand(t_in_seg_s), seg.unit, bus_v, dt_s) if seg.mode == "drive" else 0.0
+    i_chg = chg.current(bus_v, dt_s) if (seg.mode == "charge" or chg.i_a > 0) else 0.0
+    return i_load + i_chg
