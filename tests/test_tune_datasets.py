@@ -132,10 +132,38 @@ def test_model_replay_truth_is_the_model(tmp_path, lab):
         load_dataset(f"model:{csv}")
 
 
-def test_scenario_kind_reports_missing_simulator():
-    # hil.scenario is being written alongside: either way the answer is a clear error, no crash
-    with pytest.raises(DataError, match="not available until hil scenarios exist|not wired into bms tune yet"):
-        load_dataset("scenario:yard_shift", load_profile("winston_lfp100"))
+def test_scenario_dataset_is_what_the_bms_sees_beside_the_model_truth():
+    """fault_current_offset: a short drive, then contactors open while the current sensor gains a
+    +30 A offset at 4 s. The dataset's current is the sensor's (15 A per parallel cell, no charge
+    moving), its truth the model's SOC (which stays put); scored by bms tune like any dataset."""
+    prof = load_profile("winston_lfp100")
+    ds = load_dataset("scenario:fault_current_offset,cell=5,period=0.5", prof)
+    assert ds.kind == "scenario" and ds.name == "scenario:fault_current_offset[cell 5]" and len(ds) == 17
+    np.testing.assert_allclose(np.diff(ds.time_s), 0.5)
+    t, i, z = ds.time_s, ds.current_a, ds.soc_true
+    late = t >= 5.0
+    np.testing.assert_allclose(i[late], 15.0, atol=0.3)  # the offset over n_parallel = 2
+    assert np.ptp(z[late]) < 1e-6  # the truth does not follow the faulty sensor
+    drive = (t > 0.5) & (t <= 2.5)
+    assert i[drive].min() < -5.0 and i[drive].max() < 0.5
+    # the truth fell by the charge the (then healthy) sensor measured, within its offset
+    dz = z[t == 0.5][0] - z[t == 3.0][0]
+    assert dz == pytest.approx(-np.sum(i[(t > 0.5) & (t <= 3.0)]) * 0.5 / 3600 / prof.capacity_ah, rel=0.1)
+    assert np.all((ds.voltage_v > 3.0) & (ds.voltage_v < 3.5)) and np.all(np.abs(ds.temp_c - 25.0) < 2.0)
+    run = evaluate_matrix(prof, [ds], [parse_estimator("cc")], [PRESETS["nominal"]])[0]
+    assert np.isfinite(run.metrics["rmse_pct"]) and run.metrics["max_abs_pct"] > 0.0
+
+
+@pytest.mark.parametrize("spec,word", [
+    ("scenario:no_such_scenario", "no scenario named"),
+    ("scenario:fault_current_offset,cell=999", "cell=999 is outside"),
+    ("scenario:fault_current_offset,period=0.001", "period"),
+    ("scenario:fault_current_offset,max_s=0", "max_s"),
+    ("scenario:fault_current_offset,colour=red", "unknown option"),
+])
+def test_scenario_dataset_errors(spec, word):
+    with pytest.raises(DataError, match=word):
+        load_dataset(spec, load_profile("winston_lfp100"))
 
 
 def test_decimation_keeps_the_charge():

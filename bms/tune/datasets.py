@@ -15,7 +15,12 @@ truth SOC, from one of
 * ``model:PATH``: the current and temperature of a lab CSV replayed through the profile's cell
   model (:func:`bms.model.simulate`); truth from the model. Option ``soc0`` (default the file's
   first ``soc_ref``, else 1).
-* ``scenario:NAME``: simulator scenarios (``hil.scenario``), once that package exists.
+* ``scenario:NAME``: a simulator scenario (a shipped name or a TOML path) run in closed loop
+  (:mod:`hil.dataset`); one series element as the BMS sees it -- the current sensor's output /
+  n_parallel (mean over each sample period), the element's cell-voltage channel, the reading of
+  its temperature sensor (with the sensors' noise, offsets and any injected sensor fault) --
+  and the model's true SOC of that element. Options ``cell=N`` (default 0), ``period=S``
+  (sample period, default 1), ``max_s=S`` (shorten the scenario to S simulated seconds).
 
 Every kind takes ``start=S``, ``duration=S`` (seconds from the first sample) and ``every=K``
 (keep every K-th sample). Options follow the path after commas: ``dyn.csv.gz,start=3600,every=2``.
@@ -23,7 +28,6 @@ Every kind takes ``start=S``, ``duration=S`` (seconds from the first sample) and
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -153,11 +157,32 @@ def _model(path: str, opts: dict, spec: str, profile: Profile) -> Dataset:
 
 
 def _scenario(name: str, opts: dict, spec: str, profile: Profile | None) -> Dataset:
-    if importlib.util.find_spec("hil.scenario") is None:
-        raise DataError(f"dataset {spec!r}: simulator scenarios are not available until hil scenarios exist "
-                        "(no module hil.scenario); use model:PATH to replay a lab profile through the cell model")
-    raise DataError(f"dataset {spec!r}: simulator scenarios are not wired into bms tune yet; record the co-simulation "
-                    "to a CAN log (.blf/.log) and give that file as a CAN dataset, or use model:PATH")
+    from bms.config import ConfigError
+    from hil.dataset import record_scenario
+    from hil.scenario import load_scenario, shorten
+
+    cell = _take(opts, "cell", int, 0, spec)
+    period = _take(opts, "period", float, 1.0, spec)
+    max_s = _take(opts, "max_s", float, None, spec)
+    if opts:  # before a run that may take a while
+        raise DataError(f"dataset {spec!r}: unknown option(s) {', '.join(sorted(opts))} for a scenario dataset")
+    try:
+        scn = load_scenario(name)
+    except (FileNotFoundError, ConfigError) as exc:
+        raise DataError(f"dataset {spec!r}: {exc}") from None
+    if max_s is not None:
+        if not max_s > 0:
+            raise DataError(f"dataset {spec!r}: max_s={max_s} must be > 0")
+        scn = shorten(scn, max_s)
+    try:
+        rows, _ = record_scenario(scn, cell, period)
+    except ValueError as exc:
+        raise DataError(f"dataset {spec!r}: {exc}") from None
+    if rows.shape[0] < 2:
+        raise DataError(f"dataset {spec!r}: the scenario is shorter than two sample periods")
+    c = lambda j: np.ascontiguousarray(rows[:, j])  # noqa: E731
+    return Dataset(f"scenario:{scn.name}[cell {cell}]", "scenario", c(0), c(1), c(2), c(3), c(4),
+                   "pack model (true SOC of the element, hil.pack)")
 
 
 def data_path(path: str) -> Path:
