@@ -339,5 +339,6 @@ def test_evaluate_invariants(fid, seq, dt):
             if f.recovery == L.RC_SERVICE or not reset:
                 assert now >= L.SEV_FAULT
         assert (fbits >> fid & 1) == (now >= L.SEV_FAULT) and (wbits >> fid & 1) == (now >= L.SEV_WARNING)
-        assert sev == now  # only this row is driven
+        # only this row's quantity is driven; rows sharing it (CELL_UV, CELL_DEEP_DISCHARGE) count too
+        assert sev == max(stt.fst[r, L.FS_SEV] for r in range(T.NF) if int(d[r, L.D_QTY]) == qi)
         assert 0.0 <= dc <= 1.0 and 0.0 <= dd <= 1.0
