@@ -20,12 +20,46 @@ import math
 import numba as nb
 
 from bms.model import interp_t, temp_index
-from bms.soc.ekf import hold_inputs, update_rest
 from bms.soc.layout import (
-    FLAG_AT_REST, FLAG_SOC_CLAMPED, ICAP, IFLAGS, IH, IIHOLD, IRECAL, IS, ITHOLD, IVHOLD, IZ,
+    FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD, ICAP, IFLAGS, IH, IIHOLD,
+    INHELD, IRECAL, IREST, IS, ITHOLD, IVHOLD, IZ,
     T_QZ, T_REST_I, T_REST_S, T_RREST,
 )
 from bms.soc.ocv import soc_from_rest_voltage
+
+
+@nb.njit(cache=True, inline="always")
+def hold_inputs(x, i_meas, v_meas, temp_c, v_ok):
+    """Replace non-finite samples by the held values; returns (i, v, T, use_v) and sets flags."""
+    flags = 0
+    if math.isfinite(i_meas):
+        i_now = i_meas
+    else:
+        i_now = x[IIHOLD]
+        flags |= FLAG_I_HELD
+    if math.isfinite(temp_c):
+        t_now = temp_c
+    else:
+        t_now = x[ITHOLD]
+        flags |= FLAG_T_HELD
+    use_v = v_ok and math.isfinite(v_meas)
+    if not use_v:
+        flags |= FLAG_V_HELD
+    if flags != 0:
+        x[INHELD] += 1.0
+    x[IFLAGS] = flags
+    return i_now, (v_meas if use_v else x[IVHOLD]), t_now, use_v
+
+
+@nb.njit(cache=True, inline="always")
+def update_rest(x, i_true, rest_i_a, rest_min_s, dt_s):
+    """Rest timer: time since |i| last exceeded the rest threshold; returns True when rested."""
+    if abs(i_true) < rest_i_a:
+        x[IREST] += dt_s
+    else:
+        x[IREST] = 0.0
+        x[IRECAL] = 0.0
+    return x[IREST] >= rest_min_s
 
 
 @nb.njit(cache=True, inline="always")

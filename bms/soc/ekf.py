@@ -31,187 +31,271 @@ Measurement update with the current sample::
 SOC is clamped to [0, 1], h to [-1, 1], b to +-bias_max. A sample whose voltage, current
 or temperature is not finite never reaches the state: the previous value is held and a flag
 set (see bms.soc.layout).
-"""
 
+Speed: :func:`ekf_run` is the only kernel; its whole per-cell body is written out in one
+loop over scalars and the rows of ``x`` and ``P``. Passing arrays (or the parameter
+namedtuple) to a helper per cell costs numba's reference counting, ~30 ns per array-taking
+call even when inlined, more than the filter arithmetic itself; the tables are therefore
+unpacked once per call, and the temperature-dependent scalars are cached in ``x``.
+"""
 from __future__ import annotations
 
 import math
 
 import numba as nb
 
-from bms.model import interp_t, interp_ts, soc_index, temp_index
 from bms.soc.layout import (
     FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD,
     IBIAS, IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W,
     ICAP, IEBAR, IFLAGS, IH, IIHOLD, INHELD, IRECAL, IREST, IS, ITHOLD, IV1, IV2, IVHOLD, IZ,
-    NP, T_BIAS_MAX, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_SIGMA_R, T_TAU_E, T_REST_S, T_RREST, T_RV,
+    T_BIAS_MAX, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_SIGMA_R, T_TAU_E, T_REST_S,
+    T_RREST, T_RV,
 )
 
 P_FLOOR = 1e-14
 
 
-@nb.njit(cache=True, inline="always")
-def hold_inputs(x, i_meas, v_meas, temp_c, v_ok):
-    """Replace non-finite samples by the held values; returns (i, v, T, use_v) and sets flags."""
-    flags = 0
-    if math.isfinite(i_meas):
-        i_now = i_meas
+@nb.njit(cache=True)
+def temp_scalars(p, x, c, temp_c, dt_s):
+    """Refresh cell ``c``'s cached temperature-dependent scalars (layout IC_*) for (T, dt):
+    a_j = exp(-dt / tau_j(T)), R_j(T), gamma(T), M0(T), R0(T) (linear in T, clamped at the
+    table ends) and the temperature bracket (j, w). Called only when T or dt changed."""
+    tg = p.temp_c
+    nt = tg.shape[0]
+    if nt == 1 or temp_c <= tg[0]:
+        j, w = 0, 0.0
+    elif temp_c >= tg[nt - 1]:
+        j, w = nt - 2, 1.0
     else:
-        i_now = x[IIHOLD]
-        flags |= FLAG_I_HELD
-    if math.isfinite(temp_c):
-        t_now = temp_c
-    else:
-        t_now = x[ITHOLD]
-        flags |= FLAG_T_HELD
-    use_v = v_ok and math.isfinite(v_meas)
-    if not use_v:
-        flags |= FLAG_V_HELD
-    if flags != 0:
-        x[INHELD] += 1.0
-    x[IFLAGS] = flags
-    return i_now, (v_meas if use_v else x[IVHOLD]), t_now, use_v
+        j = 0
+        while tg[j + 1] < temp_c:
+            j += 1
+        w = (temp_c - tg[j]) / (tg[j + 1] - tg[j])
+    j1 = j + 1 if nt > 1 else j
+    x[c, IC_T] = temp_c
+    x[c, IC_DT] = dt_s
+    x[c, IC_A1] = math.exp(-dt_s / ((1.0 - w) * p.tau1_s[j] + w * p.tau1_s[j1]))
+    x[c, IC_A2] = math.exp(-dt_s / ((1.0 - w) * p.tau2_s[j] + w * p.tau2_s[j1]))
+    x[c, IC_R1] = (1.0 - w) * p.r1_ohm[j] + w * p.r1_ohm[j1]
+    x[c, IC_R2] = (1.0 - w) * p.r2_ohm[j] + w * p.r2_ohm[j1]
+    x[c, IC_GAM] = (1.0 - w) * p.gamma[j] + w * p.gamma[j1]
+    x[c, IC_M0] = (1.0 - w) * p.m0_v[j] + w * p.m0_v[j1]
+    x[c, IC_R0C] = (1.0 - w) * p.r0_chg_ohm[j] + w * p.r0_chg_ohm[j1]
+    x[c, IC_R0D] = (1.0 - w) * p.r0_dis_ohm[j] + w * p.r0_dis_ohm[j1]
+    x[c, IC_J] = j
+    x[c, IC_W] = w
 
 
-@nb.njit(cache=True, inline="always")
-def update_rest(x, i_true, rest_i_a, rest_min_s, dt_s):
-    """Rest timer: time since |i| last exceeded the rest threshold; returns True when rested."""
-    if abs(i_true) < rest_i_a:
-        x[IREST] += dt_s
-    else:
-        x[IREST] = 0.0
-        x[IRECAL] = 0.0
-    return x[IREST] >= rest_min_s
+@nb.njit(cache=True, error_model="numpy")
+def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_out):
+    """EKF over samples k = 0..K-1 of n cells (equations in the module docstring), in place.
 
+    ``cell_v``, ``temp_c``, ``valid`` are (K, n); the measured cell current of sample k is
+    ``i_seq[k]`` (or the scalar ``i_a`` when ``i_seq`` is empty: cells in series share it);
+    the step before sample k is ``time_s[k] - time_s[k-1]`` (``dt_s`` for k = 0, or for every
+    k when ``time_s`` is empty). When ``z_out`` (K, n) is not empty it receives the SOC after
+    each sample. The firmware calls it with K = 1, replays and the tuning sweep with n = 1.
+    No allocation."""
+    ocv_t = p.ocv_v
+    hyst_t = p.hyst_v
+    soc0 = p.soc0
+    dsoc = p.dsoc
+    ns = ocv_t.shape[1]
+    one_t = ocv_t.shape[0] == 1
+    eta_chg = p.eta_chg
+    i_sign = p.i_sign_a
+    qz, qza, qv, qv2, qh, qb = tune[T_QZ], tune[T_QZ_ADAPT], tune[T_QV], tune[T_QV2], tune[T_QH], tune[T_QB]
+    rv, rrest, sig_r, tau_e = tune[T_RV], tune[T_RREST], tune[T_SIGMA_R], tune[T_TAU_E]
+    rest_i, rest_s, bmax = tune[T_REST_I], tune[T_REST_S], tune[T_BIAS_MAX]
+    inv_dsoc = 1.0 / dsoc
+    inv_rv = 1.0 / rv
+    n_k = cell_v.shape[0]
+    n_c = cell_v.shape[1]
+    for k in range(n_k):
+        i_meas = i_seq[k] if i_seq.shape[0] > 0 else i_a
+        if time_s.shape[0] > 0 and k > 0:
+            dt = time_s[k] - time_s[k - 1]
+        else:
+            dt = dt_s
+        i_fin = math.isfinite(i_meas)
+        ke = min(dt / tau_e, 1.0) if tau_e > 0.0 else 0.0
+        for c in range(n_c):
+            # ---- hold non-finite or invalid samples (they never reach the state)
+            flags = 0
+            i_now = i_meas
+            if not i_fin:
+                i_now = x[c, IIHOLD]
+                flags |= FLAG_I_HELD
+            t_now = temp_c[k, c]
+            if not math.isfinite(t_now):
+                t_now = x[c, ITHOLD]
+                flags |= FLAG_T_HELD
+            v_now = cell_v[k, c]
+            use_v = valid[k, c] and math.isfinite(v_now)
+            if not use_v:
+                flags |= FLAG_V_HELD
+            if flags != 0:
+                x[c, INHELD] += 1.0
+            dt_q = dt / (3600.0 * x[c, ICAP])  # dt / Q in 1/A
 
-@nb.njit(cache=True, inline="always")
-def _row_dot(P, r, hv):
-    return P[r, 0] * hv[0] + P[r, 1] * hv[1] + P[r, 2] * hv[2] + P[r, 3] * hv[3] + P[r, 4] * hv[4]
+            # ---- time update over dt with the previous sample's current and temperature
+            if x[c, IC_T] != x[c, ITHOLD] or x[c, IC_DT] != dt:
+                temp_scalars(p, x, c, x[c, ITHOLD], dt)
+            b = x[c, IBIAS]
+            i_prev = x[c, IIHOLD] - b
+            eta = eta_chg if i_prev > 0.0 else 1.0
+            r1 = x[c, IC_R1]
+            r2 = x[c, IC_R2]
+            a1 = x[c, IC_A1]
+            a2 = x[c, IC_A2]
+            sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
+            kh = x[c, IC_GAM] * dt_q
+            ah = math.exp(-kh * abs(i_prev)) if i_prev != 0.0 else 1.0
+            h_old = x[c, IH]
+            u0 = -eta * dt_q
+            x[c, IZ] -= u0 * i_prev
+            x[c, IV1] = a1 * x[c, IV1] + r1 * (1.0 - a1) * i_prev
+            x[c, IV2] = a2 * x[c, IV2] + r2 * (1.0 - a2) * i_prev
+            x[c, IH] = ah * h_old + (1.0 - ah) * sgn
+            if abs(i_prev) > i_sign:
+                x[c, IS] = sgn
+            # P' = F P F^T + Qd with F = diag(d) + u e_b^T (every state depends on itself and b)
+            u1 = -r1 * (1.0 - a1)
+            u2 = -r2 * (1.0 - a2)
+            u3 = ah * kh * sgn * (h_old - sgn)
+            p44 = P[c, 4, 4]
+            p04 = P[c, 0, 4]
+            p14 = P[c, 1, 4]
+            p24 = P[c, 2, 4]
+            p34 = P[c, 3, 4]
+            # rows with d = (1, a1, a2, ah): P'[r,c] = dr dc Prc + dr uc Pr4 + ur dc Pc4 + ur uc P44
+            n00 = P[c, 0, 0] + 2.0 * u0 * p04 + u0 * u0 * p44
+            n01 = a1 * P[c, 0, 1] + u1 * p04 + u0 * a1 * p14 + u0 * u1 * p44
+            n02 = a2 * P[c, 0, 2] + u2 * p04 + u0 * a2 * p24 + u0 * u2 * p44
+            n03 = ah * P[c, 0, 3] + u3 * p04 + u0 * ah * p34 + u0 * u3 * p44
+            n11 = a1 * a1 * P[c, 1, 1] + 2.0 * a1 * u1 * p14 + u1 * u1 * p44
+            n12 = a1 * a2 * P[c, 1, 2] + a1 * u2 * p14 + u1 * a2 * p24 + u1 * u2 * p44
+            n13 = a1 * ah * P[c, 1, 3] + a1 * u3 * p14 + u1 * ah * p34 + u1 * u3 * p44
+            n22 = a2 * a2 * P[c, 2, 2] + 2.0 * a2 * u2 * p24 + u2 * u2 * p44
+            n23 = a2 * ah * P[c, 2, 3] + a2 * u3 * p24 + u2 * ah * p34 + u2 * u3 * p44
+            n33 = ah * ah * P[c, 3, 3] + 2.0 * ah * u3 * p34 + u3 * u3 * p44
+            n04 = p04 + u0 * p44
+            n14 = a1 * p14 + u1 * p44
+            n24 = a2 * p24 + u2 * p44
+            n34 = ah * p34 + u3 * p44
+            eb = x[c, IEBAR]
+            g = eb * eb * inv_rv - 1.0
+            n00 += (qz + (qza * g if g > 0.0 else 0.0)) * dt
+            n11 += qv * dt
+            n22 += qv2 * dt
+            n33 += qh * dt
+            n44 = p44 + qb * dt
 
+            # ---- rest detection (OCV recalibration trusts the relaxed voltage more)
+            i_true = i_now - b
+            if abs(i_true) < rest_i:
+                x[c, IREST] += dt
+            else:
+                x[c, IREST] = 0.0
+                x[c, IRECAL] = 0.0
+            rested = x[c, IREST] >= rest_s
+            if rested:
+                flags += FLAG_AT_REST
 
-@nb.njit(cache=True, inline="always")
-def temp_scalars(p, x, temp_c, dt_s):
-    """Refresh the cached temperature-dependent scalars (layout IC_*) when T or dt changed:
-    a_j = exp(-dt / tau_j(T)), R_j(T), gamma(T), M0(T), R0(T) and the temperature bracket."""
-    if x[IC_T] == temp_c and x[IC_DT] == dt_s:
-        return
-    j, wt = temp_index(p.temp_c, temp_c)
-    x[IC_T] = temp_c
-    x[IC_DT] = dt_s
-    x[IC_A1] = math.exp(-dt_s / interp_t(p.tau1_s, j, wt))
-    x[IC_A2] = math.exp(-dt_s / interp_t(p.tau2_s, j, wt))
-    x[IC_R1] = interp_t(p.r1_ohm, j, wt)
-    x[IC_R2] = interp_t(p.r2_ohm, j, wt)
-    x[IC_GAM] = interp_t(p.gamma, j, wt)
-    x[IC_M0] = interp_t(p.m0_v, j, wt)
-    x[IC_R0C] = interp_t(p.r0_chg_ohm, j, wt)
-    x[IC_R0D] = interp_t(p.r0_dis_ohm, j, wt)
-    x[IC_J] = j
-    x[IC_W] = wt
+            # ---- measurement update at the current sample's temperature
+            if use_v:
+                if x[c, IC_T] != t_now or x[c, IC_DT] != dt:
+                    temp_scalars(p, x, c, t_now, dt)
+                j = int(x[c, IC_J])
+                wt = x[c, IC_W]
+                j1 = j if one_t else j + 1
+                uu = (x[c, IZ] - soc0) * inv_dsoc
+                if uu <= 0.0:
+                    kk, ws = 0, 0.0
+                elif uu >= ns - 1:
+                    kk, ws = ns - 2, 1.0
+                else:
+                    kk = int(uu)
+                    ws = uu - kk
+                # bilinear OCV(z,T), M(z,T) and their SOC-segment slopes blended over T
+                oa0 = ocv_t[j, kk]
+                ob0 = ocv_t[j, kk + 1]
+                oa1 = ocv_t[j1, kk]
+                ob1 = ocv_t[j1, kk + 1]
+                ocv = (1.0 - wt) * (oa0 + ws * (ob0 - oa0)) + wt * (oa1 + ws * (ob1 - oa1))
+                docv = (1.0 - wt) * (ob0 - oa0) + wt * (ob1 - oa1)
+                ma0 = hyst_t[j, kk]
+                mb0 = hyst_t[j, kk + 1]
+                ma1 = hyst_t[j1, kk]
+                mb1 = hyst_t[j1, kk + 1]
+                m = (1.0 - wt) * (ma0 + ws * (mb0 - ma0)) + wt * (ma1 + ws * (mb1 - ma1))
+                dm = (1.0 - wt) * (mb0 - ma0) + wt * (mb1 - ma1)
+                h = x[c, IH]
+                r0 = x[c, IC_R0C] if i_true > 0.0 else x[c, IC_R0D]
+                y = ocv + m * h + x[c, IC_M0] * x[c, IS] + x[c, IV1] + x[c, IV2] + r0 * i_true
+                hz = (docv + dm * h) * inv_dsoc
+                # H = [hz, 1, 1, m, 0]; ph = P H^T
+                ph0 = n00 * hz + n01 + n02 + n03 * m
+                ph1 = n01 * hz + n11 + n12 + n13 * m
+                ph2 = n02 * hz + n12 + n22 + n23 * m
+                ph3 = n03 * hz + n13 + n23 + n33 * m
+                ph4 = n04 * hz + n14 + n24 + n34 * m
+                sr = sig_r * i_true
+                s = rrest if rested else rv + sr * sr
+                s += hz * ph0 + ph1 + ph2 + m * ph3
+                innov = v_now - y
+                x[c, IEBAR] += (innov - x[c, IEBAR]) * ke
+                si = 1.0 / s
+                gain = innov * si
+                x[c, IZ] += ph0 * gain
+                x[c, IV1] += ph1 * gain
+                x[c, IV2] += ph2 * gain
+                x[c, IH] += ph3 * gain
+                x[c, IBIAS] += ph4 * gain
+                n00 = max(n00 - ph0 * ph0 * si, P_FLOOR)
+                n01 -= ph0 * ph1 * si
+                n02 -= ph0 * ph2 * si
+                n03 -= ph0 * ph3 * si
+                n04 -= ph0 * ph4 * si
+                n11 = max(n11 - ph1 * ph1 * si, P_FLOOR)
+                n12 -= ph1 * ph2 * si
+                n13 -= ph1 * ph3 * si
+                n14 -= ph1 * ph4 * si
+                n22 = max(n22 - ph2 * ph2 * si, P_FLOOR)
+                n23 -= ph2 * ph3 * si
+                n24 -= ph2 * ph4 * si
+                n33 = max(n33 - ph3 * ph3 * si, P_FLOOR)
+                n34 -= ph3 * ph4 * si
+                n44 = max(n44 - ph4 * ph4 * si, P_FLOOR)
+                if rested:
+                    x[c, IRECAL] = 1.0
+                x[c, IVHOLD] = v_now
+            # store P symmetric
+            P[c, 0, 0] = n00
+            P[c, 1, 1] = n11
+            P[c, 2, 2] = n22
+            P[c, 3, 3] = n33
+            P[c, 4, 4] = n44
+            P[c, 0, 1] = P[c, 1, 0] = n01
+            P[c, 0, 2] = P[c, 2, 0] = n02
+            P[c, 0, 3] = P[c, 3, 0] = n03
+            P[c, 0, 4] = P[c, 4, 0] = n04
+            P[c, 1, 2] = P[c, 2, 1] = n12
+            P[c, 1, 3] = P[c, 3, 1] = n13
+            P[c, 1, 4] = P[c, 4, 1] = n14
+            P[c, 2, 3] = P[c, 3, 2] = n23
+            P[c, 2, 4] = P[c, 4, 2] = n24
+            P[c, 3, 4] = P[c, 4, 3] = n34
 
-
-@nb.njit(cache=True, inline="always")
-def ekf_cell(p, tune, x, P, i_meas, v_meas, temp_c, v_ok, dt_s):
-    """One EKF step for one cell (equations in the module docstring). ``x`` (NXE,), ``P`` (5, 5)."""
-    i_now, v_now, t_now, use_v = hold_inputs(x, i_meas, v_meas, temp_c, v_ok)
-    q_as = 3600.0 * x[ICAP]
-    # temperature of the interval: the held one (the sample's own for the measurement below)
-    temp_scalars(p, x, x[ITHOLD], dt_s)
-
-    # ---- time update with the previous sample's current
-    b = x[IBIAS]
-    i_prev = x[IIHOLD] - b
-    eta = p.eta_chg if i_prev > 0.0 else 1.0
-    r1 = x[IC_R1]
-    r2 = x[IC_R2]
-    a1 = x[IC_A1]
-    a2 = x[IC_A2]
-    gam = x[IC_GAM]
-    sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
-    kh = gam * dt_s / q_as
-    ah = math.exp(-kh * abs(i_prev))
-    h_old = x[IH]
-    x[IZ] += eta * i_prev * dt_s / q_as
-    x[IV1] = a1 * x[IV1] + r1 * (1.0 - a1) * i_prev
-    x[IV2] = a2 * x[IV2] + r2 * (1.0 - a2) * i_prev
-    x[IH] = ah * h_old + (1.0 - ah) * sgn
-    if abs(i_prev) > p.i_sign_a:
-        x[IS] = sgn
-    # F = diag(d) + u e_b^T  (every state depends on itself and on the bias only)
-    d0, d1, d2, d3, d4 = 1.0, a1, a2, ah, 1.0
-    u0 = -eta * dt_s / q_as
-    u1 = -r1 * (1.0 - a1)
-    u2 = -r2 * (1.0 - a2)
-    u3 = ah * kh * sgn * (h_old - sgn)
-    d = (d0, d1, d2, d3, d4)
-    u = (u0, u1, u2, u3, 0.0)
-    pb = (P[0, 4], P[1, 4], P[2, 4], P[3, 4], P[4, 4])
-    for r in range(NP):
-        for c in range(r, NP):
-            val = (d[r] * d[c] * P[r, c] + d[r] * u[c] * P[r, 4] + u[r] * d[c] * pb[c]
-                   + u[r] * u[c] * pb[4])
-            P[r, c] = val
-    for r in range(NP):
-        for c in range(r):
-            P[r, c] = P[c, r]
-    eb = x[IEBAR]
-    g = eb * eb / tune[T_RV] - 1.0
-    P[0, 0] += (tune[T_QZ] + (tune[T_QZ_ADAPT] * g if g > 0.0 else 0.0)) * dt_s
-    P[1, 1] += tune[T_QV] * dt_s
-    P[2, 2] += tune[T_QV2] * dt_s
-    P[3, 3] += tune[T_QH] * dt_s
-    P[4, 4] += tune[T_QB] * dt_s
-
-    # ---- rest detection (OCV recalibration trusts the relaxed voltage more)
-    i_true = i_now - b
-    rested = update_rest(x, i_true, tune[T_REST_I], tune[T_REST_S], dt_s)
-    if rested:
-        x[IFLAGS] = x[IFLAGS] + FLAG_AT_REST
-
-    # ---- measurement update (at the current sample's temperature)
-    if use_v:
-        temp_scalars(p, x, t_now, dt_s)
-        j = int(x[IC_J])
-        wt = x[IC_W]
-        k, ws = soc_index(p.soc0, p.dsoc, p.ocv_v.shape[1], x[IZ])
-        ocv, docv = interp_ts(p.ocv_v, j, wt, k, ws)
-        m, dm = interp_ts(p.hyst_v, j, wt, k, ws)
-        r0 = x[IC_R0C] if i_true > 0.0 else x[IC_R0D]
-        y = ocv + m * x[IH] + x[IC_M0] * x[IS] + x[IV1] + x[IV2] + r0 * i_true
-        hv = ((docv + dm * x[IH]) / p.dsoc, 1.0, 1.0, m, 0.0)
-        ph = (_row_dot(P, 0, hv), _row_dot(P, 1, hv), _row_dot(P, 2, hv), _row_dot(P, 3, hv),
-              _row_dot(P, 4, hv))
-        sr = tune[T_SIGMA_R] * i_true
-        s = tune[T_RREST] if rested else tune[T_RV] + sr * sr
-        for r in range(NP):
-            s += hv[r] * ph[r]
-        innov = v_now - y
-        if tune[T_TAU_E] > 0.0:
-            x[IEBAR] += (innov - x[IEBAR]) * min(dt_s / tune[T_TAU_E], 1.0)
-        gain = innov / s
-        x[IZ] += ph[0] * gain
-        x[IV1] += ph[1] * gain
-        x[IV2] += ph[2] * gain
-        x[IH] += ph[3] * gain
-        x[IBIAS] += ph[4] * gain
-        for r in range(NP):
-            for c in range(r, NP):
-                P[r, c] -= ph[r] * ph[c] / s
-        for r in range(NP):
-            if P[r, r] < P_FLOOR:
-                P[r, r] = P_FLOOR
-            for c in range(r):
-                P[r, c] = P[c, r]
-        if rested:
-            x[IRECAL] = 1.0
-        x[IVHOLD] = v_now
-
-    # ---- physical bounds
-    if x[IZ] < 0.0 or x[IZ] > 1.0:
-        x[IZ] = min(max(x[IZ], 0.0), 1.0)
-        x[IFLAGS] = x[IFLAGS] + FLAG_SOC_CLAMPED
-    x[IH] = min(max(x[IH], -1.0), 1.0)
-    bmax = tune[T_BIAS_MAX]
-    x[IBIAS] = min(max(x[IBIAS], -bmax), bmax)
-    x[IIHOLD] = i_now
-    x[ITHOLD] = t_now
+            # ---- physical bounds
+            z = x[c, IZ]
+            if z < 0.0 or z > 1.0:
+                x[c, IZ] = min(max(z, 0.0), 1.0)
+                flags += FLAG_SOC_CLAMPED
+            x[c, IH] = min(max(x[c, IH], -1.0), 1.0)
+            x[c, IBIAS] = min(max(x[c, IBIAS], -bmax), bmax)
+            x[c, IIHOLD] = i_now
+            x[c, ITHOLD] = t_now
+            x[c, IFLAGS] = flags
+            if z_out.shape[0] > 0:
+                z_out[k, c] = x[c, IZ]

@@ -6,9 +6,11 @@ series string by one sample in one compiled call (``i_a`` is the measured cell c
 positive in charge; ``valid[c]`` False or a non-finite value holds the sample and flags it).
 
 Estimators are selected by an integer ``kind`` (a branch inside the compiled step, so the
-firmware step stays one numba call). Plugging in another estimator: write a cell kernel with
-the signature ``kernel(p, tune, x_row, P_cell, i_a, v, temp_c, ok, dt_s)`` on these arrays,
-give it the next kind number in ``soc_step`` and a :class:`EstimatorSpec` in ``ESTIMATORS``.
+firmware step stays one numba call). Plugging in another estimator: write a kernel on these
+arrays, either per cell ``kernel(p, tune, x_row, P_cell, i_a, v, temp_c, ok, dt_s)`` (as
+bms.soc.cc) or over samples x cells (as :func:`bms.soc.ekf.ekf_run`, the fast form), give it
+the next kind number in ``soc_step`` (and :func:`bms.soc.run.run_series`) and a
+:class:`EstimatorSpec` in ``ESTIMATORS``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from bms.model import CellParams
 from bms.soc.cc import cc_cell
-from bms.soc.ekf import ekf_cell
+from bms.soc.ekf import ekf_run
 from bms.soc.layout import (
     IBIAS, IC_T, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
     T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_SIGMA_R, T_TAU_E,
@@ -155,12 +157,12 @@ def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray
 def soc_step(kind, p, tune, x, P, i_a, cell_v, temp_c, valid, dt_s):
     """Advance every cell's estimator by one sample (see module docstring); in place.
     ``i_a`` is the measured current of each cell (scalar: cells in series share it)."""
-    n = x.shape[0]
     if kind == EST_EKF:
-        for c in range(n):
-            ekf_cell(p, tune, x[c], P[c], i_a, cell_v[c], temp_c[c], valid[c], dt_s)
+        none = tune[:0]  # empty views: scalar current and step (no allocation)
+        ekf_run(p, tune, x, P, none, i_a, cell_v[None, :], temp_c[None, :], valid[None, :], none, dt_s,
+                x[:0, :1])
     else:
-        for c in range(n):
+        for c in range(x.shape[0]):
             cc_cell(p, tune, x[c], P[c], i_a, cell_v[c], temp_c[c], valid[c], dt_s)
 
 

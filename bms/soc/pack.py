@@ -43,6 +43,6 @@ def pack_soc_step(cell_soc, i_a, capacity_ah, dt_s, base_rate_per_s, k_rate, res
             step = 0.0
         display[0] = min(max(display[0] + step, 0.0), 1.0)
     out[PS_MIN] = lo
-    out[PS_MEAN] = acc / n
+    out[PS_MEAN] = min(max(acc / n, lo), hi)  # rounding can put the sum's mean 1 ulp outside
     out[PS_MAX] = hi
     out[PS_DISPLAY] = display[0]

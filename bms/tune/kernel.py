@@ -1,8 +1,9 @@
 """The sweep kernel: many tuning vectors x many perturbed copies of one dataset in one
 compiled call, ``prange`` over the (parameter set, perturbation) pairs.
 
-Each job feeds the series to :func:`bms.soc.estimator.soc_step` (the firmware's own estimator
-step, so what is tuned is what runs) and adds the error ``e_k = z_est,k - z_true,k`` of every
+Each job feeds the series to the firmware's own estimator code (the EKF through
+:func:`bms.soc.ekf.ekf_run` over the whole series, others sample by sample through
+:func:`bms.soc.estimator.soc_step`, so what is tuned is what runs) and adds the error ``e_k = z_est,k - z_true,k`` of every
 sample to its accumulators ``out[r, j, :]`` (:mod:`bms.tune.metrics`: SSE, max, last sample
 out of the band, late SSE, worst window, SSE by SOC band).
 
@@ -17,8 +18,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from bms.soc.estimator import soc_step
-from bms.soc.layout import ICAP, ITHOLD, IVHOLD, IZ, NP, NXE, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
+from bms.soc.ekf import ekf_run
+from bms.soc.estimator import EST_EKF, soc_step
+from bms.soc.layout import IC_T, ICAP, ITHOLD, IVHOLD, IZ, NP, NXE, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
 from bms.tune.metrics import acc_add, acc_finish, acc_reset
 
 
@@ -33,6 +35,7 @@ def run_job(kind, p, tune, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_flo
     x[0, IZ] = min(max(z0, 0.0), 1.0)
     x[0, ICAP] = cap_ah
     x[0, ITHOLD] = temp_c[0]
+    x[0, IC_T] = -1e300  # no cached temperature scalars yet (as estimator.new_state)
     P[0, PZ, PZ] = tune[T_P0Z]
     if p0z_floor >= 0.0:
         x[0, IVHOLD] = v_meas[0]
@@ -41,18 +44,26 @@ def run_job(kind, p, tune, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_flo
     P[0, PV2, PV2] = 1e-6
     P[0, PH, PH] = tune[T_P0H]
     P[0, PB, PB] = tune[T_P0B]
-    v1 = np.empty(1)
-    t1 = np.empty(1)
-    ok = np.ones(1, dtype=np.bool_)
     ring = np.zeros(max(win_n, 1))
     acc_reset(out, ring)
+    n = time_s.shape[0]
     s = 0.0
-    for k in range(time_s.shape[0]):
-        dt = time_s[k] - time_s[k - 1] if k > 0 else 0.0
-        v1[0] = v_meas[k]
-        t1[0] = temp_c[k]
-        soc_step(kind, p, tune, x, P, i_meas[k], v1, t1, ok, dt)
-        s = acc_add(out, ring, k, x[0, IZ] - soc_true[k], soc_true[k], band, k_late, s)
+    if kind == EST_EKF:  # the whole series in one kernel call, then the score
+        z = np.empty((n, 1))
+        ok = np.ones((n, 1), dtype=np.bool_)
+        ekf_run(p, tune, x, P, i_meas, 0.0, v_meas[:, None], temp_c[:, None], ok, time_s, 0.0, z)
+        for k in range(n):
+            s = acc_add(out, ring, k, z[k, 0] - soc_true[k], soc_true[k], band, k_late, s)
+    else:
+        v1 = np.empty(1)
+        t1 = np.empty(1)
+        ok1 = np.ones(1, dtype=np.bool_)
+        for k in range(n):
+            dt = time_s[k] - time_s[k - 1] if k > 0 else 0.0
+            v1[0] = v_meas[k]
+            t1[0] = temp_c[k]
+            soc_step(kind, p, tune, x, P, i_meas[k], v1, t1, ok1, dt)
+            s = acc_add(out, ring, k, x[0, IZ] - soc_true[k], soc_true[k], band, k_late, s)
     acc_finish(out, ring)
 
 
