@@ -83,6 +83,43 @@ def test_replayed_request_never_changes_state(sim):
     assert sim.node.stats.rejected["counter_repeated"] == n
 
 
+def test_replayed_older_frames_do_not_lock_out_the_genuine_sequence(sim):
+    """Regression: a rejected replay (old counter, a jump) used to move the counter reference, so
+    the next genuine frames were rejected too until COMM_VCU opened the contactors."""
+    to_drive(sim)
+    sim.vcu.next_s = float("inf")  # the test sends the VCU frames itself
+    sent = []
+    for _ in range(16):
+        sent.append(sim.vcu.send())
+        sim.run(0.05)
+    start, accepted0, n = len(sim.states), sim.node.stats.frames_accepted, 0
+    for i in range(60):  # 3 s: after each genuine frame, one sent 1..13 frames earlier (counter delta 15..3)
+        sent.append(sim.vcu.send())
+        sim.vcu.tester.send("VCU_Request", sent[-2 - i % 13])
+        n += 1
+        sim.run(0.05)
+    st = sim.node.stats
+    assert st.rejected["counter_jump"] == n and st.rejected_total == n
+    assert st.frames_accepted - accepted0 >= 0.99 * (st.frames_in - n - accepted0)  # every genuine frame still taken
+    assert set(sim.states[start:]) == {"DRIVE"}
+    assert "COMM_VCU" not in sim.node.status()["faults"] and not st.silent["VCU"] and "VCU" not in st.timeouts
+
+
+def test_counter_resynchronises_after_a_genuine_jump(sim):
+    """A sender whose counter jumps (restart) is accepted again once its counter comes back within
+    max_counter_delta of the last accepted one: at most one counter period (16 frames) later."""
+    to_drive(sim)
+    sim.vcu.next_s = float("inf")
+    sim.vcu.counter = (sim.vcu.counter + 7) % 16  # 6 frames lost: a jump of 7 > max_counter_delta
+    jumps = []
+    for _ in range(20):
+        sim.vcu.send()
+        sim.run(0.05)
+        jumps.append(sim.node.stats.rejected["counter_jump"])
+    assert 0 < jumps[-1] <= 16 and jumps[-1] == jumps[-4]  # rejected for a while, then accepted again
+    assert sim.node.stats.silent["VCU"] is False
+
+
 def test_vcu_silence_trips_comm_vcu_and_opens_contactors(sim):
     to_drive(sim)
     sim.vcu.silent = True

@@ -20,9 +20,12 @@ def screen_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, ctr_sig
     outside its DBC range (the INVALID marker excepted) -> OUT_OF_RANGE; stamp older than the last
     accepted frame of the same (message, multiplexer value) -> STALE; alive counter delta
     d = (c - c_prev) mod 2^n: d = 0 -> COUNTER_REPEATED; d > max_delta on an E2E message ->
-    COUNTER_JUMP (rejected, the receiver resynchronises on it), d > 1 elsewhere -> OK_GAP.
-    Accepted frames update prev_ctr / last_t of their (row, mux) and get OK or OK_GAP; verdict
-    codes are those of :mod:`bms.node.stats`. mux_out[j] is the multiplexer value (0 if none)."""
+    COUNTER_JUMP, d > 1 elsewhere -> OK_GAP. Only accepted frames (OK or OK_GAP) update prev_ctr /
+    last_t of their (row, mux): a rejected frame (a replay, a forgery) never moves the reference,
+    so the genuine sequence that follows is still accepted. After a genuine jump (sender restarted,
+    more than max_delta frames lost) the sender's counter comes back within 1..max_delta of the
+    reference after at most 2^n frames, and is accepted from there. Verdict codes are those of
+    :mod:`bms.node.stats`. mux_out[j] is the multiplexer value (0 if none)."""
     for j in range(keys.shape[0]):
         mux_out[j] = 0
         if verdict[j] == S.NOT_DATA:
@@ -82,8 +85,7 @@ def screen_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, ctr_sig
                     verdict[j] = S.COUNTER_REPEATED
                     continue
                 if st == E2E_WRONG_SEQUENCE:
-                    if strict[row]:
-                        prev_ctr[row, m] = c
+                    if strict[row]:  # the reference stays: a replayed frame must not move it
                         verdict[j] = S.COUNTER_JUMP
                         continue
                     v = S.OK_GAP
