@@ -52,7 +52,8 @@ def _ready(prm):
     inp.temp_valid[:] = True
     inp.temp_age_s[:] = 0.02
     u = inp.u
-    u[[L.U_ISENSE_VALID, L.U_HV_VALID, L.U_VCU_VALID, L.U_CHARGER_CONNECTED]] = 1.0
+    u[[L.U_ISENSE_VALID, L.U_HV_VALID, L.U_VCU_VALID, L.U_CHARGER_CONNECTED, L.U_CONTACTOR_FB_VALID]] = 1.0
+    u[L.U_CONTACTOR_FB_AGE_S] = 0.005
     u[L.U_ISENSE_AGE_S], u[L.U_VCU_AGE_S] = 0.005, 0.02
     u[L.U_VCU_REQUEST] = L.REQ_DRIVE
     core.initialise(st, prm, inp)

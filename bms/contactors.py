@@ -14,6 +14,8 @@ States INIT -> STANDBY -> PRECHARGE -> DRIVE | CHARGE, and ERROR (``bms.layout.S
   precharge contactor, shunted by a closed positive contactor, carries no current and is exempt.)
 * A fault reaction RE_OPEN (or any CRITICAL fault) opens the contactors under that rule and
   then enters ERROR; RE_NO_CLOSE forbids leaving STANDBY and sends STANDBY to ERROR.
+* STANDBY starts a closing sequence only while fresh auxiliary-contact feedback shows every
+  contactor open (a welded contactor must never see a precharge: CONTACTOR_FEEDBACK follows).
 * ERROR is left to STANDBY only when no fault is held (latched) and the vehicle asks for it
   (reset flag with a fresh request frame).
 """
@@ -62,6 +64,8 @@ def contactor_step(st, inp, prm, dt_s, sev, react, i_abs, vcu_ok, hv_ok, any_hel
         req = L.REQ_STANDBY
     if req < 0 or req > L.REQ_CHARGE:
         req = -1 if not vcu_ok else L.REQ_STANDBY
+    fb_open = (u[L.U_CONTACTOR_FB_VALID] > 0.5 and u[L.U_CONTACTOR_FB_AGE_S] < prm.diag[L.F_COMM_ISENSE, L.D_WARN]
+               and (int(u[L.U_CONTACTOR_FB]) & 7) == 0)
     new = state
     want = prev
     s[L.S_OPENING] = 0.0
@@ -73,7 +77,8 @@ def contactor_step(st, inp, prm, dt_s, sev, react, i_abs, vcu_ok, hv_ok, any_hel
         want = 0
         if no_close:
             new = L.ST_ERROR
-        elif (req == L.REQ_DRIVE or req == L.REQ_CHARGE) and prev & 7 == 0 and s[L.S_PRE_ATTEMPTS] < pp[L.P_PRE_ATTEMPTS]:
+        elif ((req == L.REQ_DRIVE or req == L.REQ_CHARGE) and prev & 7 == 0 and fb_open
+              and s[L.S_PRE_ATTEMPTS] < pp[L.P_PRE_ATTEMPTS]):
             new = L.ST_PRECHARGE
             s[L.S_TARGET] = L.ST_DRIVE if req == L.REQ_DRIVE else L.ST_CHARGE
             s[L.S_PRE_PHASE], s[L.S_PRE_T_S], s[L.S_PRE_ATTEMPTS], s[L.S_PRE_OK] = 1.0, 0.0, 0.0, 0.0

@@ -170,7 +170,7 @@ def new_inputs(prm: PackParams) -> Inputs:
     """Input arrays of the pack, all marked invalid (nothing is fresh until the node fills it)."""
     n, nb_, nt = int(prm.pp[L.P_N_SERIES]), int(prm.pp[L.P_N_BOARDS]), int(prm.pp[L.P_N_TEMPS])
     u = np.zeros(L.NU)
-    u[[L.U_ISENSE_AGE_S, L.U_VCU_AGE_S]] = np.inf
+    u[[L.U_ISENSE_AGE_S, L.U_VCU_AGE_S, L.U_CONTACTOR_FB_AGE_S]] = np.inf
     u[[L.U_PACK_V, L.U_BUS_V]] = 0.0
     return Inputs(cell_v=np.full(n, np.nan), board_valid=np.zeros(nb_, dtype=np.bool_),
                   board_age_s=np.full(nb_, np.inf), temp_c=np.full(nt, np.nan),

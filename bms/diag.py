@@ -121,12 +121,14 @@ def measure(inp, st, prm, dt_s):
     i_fresh = isense_fresh(u, diag)
     i_a = u[L.U_PACK_I_A] if i_fresh else NAN
     isense_stale = diag[L.F_COMM_ISENSE, L.D_WARN]
-    q[Q_ISENSE_AGE] = _age(u[L.U_ISENSE_VALID] > 0.5, u[L.U_ISENSE_AGE_S], isense_stale)
+    fb_ok = u[L.U_CONTACTOR_FB_VALID] > 0.5 and u[L.U_CONTACTOR_FB_AGE_S] < isense_stale
+    q[Q_ISENSE_AGE] = max(_age(u[L.U_ISENSE_VALID] > 0.5, u[L.U_ISENSE_AGE_S], isense_stale),
+                          _age(u[L.U_CONTACTOR_FB_VALID] > 0.5, u[L.U_CONTACTOR_FB_AGE_S], isense_stale))
     vcu_stale = diag[L.F_COMM_VCU, L.D_WARN]
     q[Q_VCU_AGE] = _age(u[L.U_VCU_VALID] > 0.5, u[L.U_VCU_AGE_S], vcu_stale)
     charging = (i_a > pp[L.P_CHG_DETECT_A]) if i_fresh else (s[L.S_STATE] == L.ST_CHARGE)
     cmd = int(s[L.S_CONTACTORS])
-    fb = int(u[L.U_CONTACTOR_FB])
+    fb = int(u[L.U_CONTACTOR_FB]) if fb_ok else cmd  # stale feedback: COMM_ISENSE acts, no mismatch is read
     all_open = (cmd & 7) == 0 and (fb & 7) == 0 and s[L.S_CMD_T_S] >= pp[L.P_CONT_SETTLE_S]
     if i_fresh:
         q[Q_I_CHG] = max(i_a, 0.0)
@@ -191,7 +193,7 @@ def measure(inp, st, prm, dt_s):
         out[L.Y_TEMP_MAX_C], out[L.Y_TEMP_MIN_C] = NAN, NAN
         out[L.Y_TEMP_MAX_IDX], out[L.Y_TEMP_MIN_IDX] = -1.0, -1.0
     # --- contactors
-    if s[L.S_CMD_T_S] >= pp[L.P_CONT_SETTLE_S]:
+    if fb_ok and s[L.S_CMD_T_S] >= pp[L.P_CONT_SETTLE_S]:
         x = (cmd ^ fb) & 7
         q[Q_CONT_MISMATCH] = (x & 1) + ((x >> 1) & 1) + ((x >> 2) & 1)
     mains_open = (cmd & (L.K_NEG | L.K_POS)) == 0

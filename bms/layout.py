@@ -71,7 +71,7 @@ U_ISENSE_AGE_S = 2    # age of the current reading, s
 U_PACK_V = 3          # pack voltage (battery side of the contactors), V
 U_BUS_V = 4           # bus voltage (load side of the contactors), V
 U_HV_VALID = 5        # 1.0 if pack_v / bus_v are valid (they come with the current sensor)
-U_CONTACTOR_FB = 6    # feedback bits K_NEG | K_PRE | K_POS (auxiliary contacts)
+U_CONTACTOR_FB = 6    # feedback bits K_NEG | K_PRE | K_POS (auxiliary contacts: the real contact positions)
 U_VCU_REQUEST = 7     # REQ_STANDBY / REQ_DRIVE / REQ_CHARGE
 U_VCU_RESET = 8       # 1.0 while the vehicle asks for a fault reset
 U_VCU_VALID = 9       # 1.0 if the request frame passed its checks
@@ -79,10 +79,12 @@ U_VCU_AGE_S = 10      # age of the request frame, s
 U_CHARGER_CONNECTED = 11  # 1.0 if a charger reports connected
 U_SERVICE_RESET = 12  # 1.0 while a service tool asks to clear persistent faults
 U_MEAS_WINDOW = 13    # 1.0 while the CMUs measure (bleeding paused)
-NU = 14
+U_CONTACTOR_FB_VALID = 14  # 1.0 if the feedback frame passed its checks (or the feedback is wired directly)
+U_CONTACTOR_FB_AGE_S = 15  # age of the feedback reading, s (supervised with the current sensor: COMM_ISENSE)
+NU = 16
 U_NAMES = ("pack_i_a", "isense_valid", "isense_age_s", "pack_v", "bus_v", "hv_valid",
            "contactor_fb", "vcu_request", "vcu_reset", "vcu_valid", "vcu_age_s",
-           "charger_connected", "service_reset", "meas_window")
+           "charger_connected", "service_reset", "meas_window", "contactor_fb_valid", "contactor_fb_age_s")
 
 # ---- outputs out (state.out) ---------------------------------------------------------------
 Y_STATE = 0            # operating state ST_*

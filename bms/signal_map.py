@@ -37,7 +37,8 @@ QUANTITIES: dict[str, str] = {
     "temp_min_c": "degC", "temp_max_c": "degC", "temp_min_idx": "-", "temp_max_idx": "-",
     "chg_req_v": "V", "chg_req_a": "A", "chg_req_enable": "-",
 }
-FEEDBACK_SOURCES = ("command", "external")
+FEEDBACK_SOURCES = ("message", "command", "external")
+FEEDBACK_KEYS = ("neg", "pre", "pos")  # [inputs.contactor_feedback] signal keys, bits K_NEG, K_PRE, K_POS
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,9 @@ class SignalMap:
     temps: list[Ref]                 # index = pack sensor
     board_status: list[Ref | None]   # per board: its error flag (or None)
     board_messages: list[list[str]]  # per board: every message it sends (timeouts)
-    scalars: dict[str, Ref]          # pack_i_a, isense_error, pack_v, bus_v, vcu_request, vcu_reset
+    scalars: dict[str, Ref]          # pack_i_a, isense_error, pack_v, bus_v, vcu_request, vcu_reset, fb_neg/pre/pos
     charger_message: str | None
-    feedback_source: str
+    feedback_source: str             # "message": auxiliary contacts from fb_* frames; "command": echo; "external"
     out_signals: dict[str, str]      # tx signal -> quantity
     fault_bits: dict[str, int]       # tx signal -> fault id (faults)
     warn_bits: dict[str, int]        # tx signal -> fault id (warnings)
@@ -84,7 +85,7 @@ class SignalMap:
     def sources(self) -> dict[str, list[str]]:
         """Timeout sources: one per board (``CMU<b>``), the current sensor, the VCU, the charger."""
         src = {f"CMU{b:02d}": msgs for b, msgs in enumerate(self.board_messages)}
-        src["ISENSE"] = sorted({self.scalars[k].message for k in ("pack_i_a", "pack_v") if k in self.scalars})
+        src["ISENSE"] = sorted({self.scalars[k].message for k in ("pack_i_a", "pack_v", "fb_neg") if k in self.scalars})
         src["VCU"] = [self.scalars["vcu_request"].message]
         if self.charger_message:
             src["CHARGER"] = [self.charger_message]
@@ -222,7 +223,15 @@ def load_map(name_or_path: str | Path = DEFAULT_MAP, pack: Pack | str | None = N
     if charger is not None:
         chk.message("inputs.charger.message", charger)
     fb = ins.section("contactor_feedback", required=False)
-    feedback = fb.string("source", default="command", choices=FEEDBACK_SOURCES)
+    feedback = fb.string("source", default="message" if fb.has("message") else "command", choices=FEEDBACK_SOURCES)
+    if feedback == "message":
+        m = fb.string("message")
+        chk.message("inputs.contactor_feedback.message", m)
+        for key in FEEDBACK_KEYS:
+            scalars[f"fb_{key}"] = chk.signal(f"inputs.contactor_feedback.{key}", m, fb.string(key))
+    elif fb.has("message"):
+        raise ConfigError(path, "inputs.contactor_feedback.message", f"is set with source = {feedback!r}",
+                          'source = "message" (or no message key)')
 
     outs = root.section("outputs")
     sig_sec = outs.section("signals")

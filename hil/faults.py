@@ -25,7 +25,7 @@ import can
 import numpy as np
 
 from hil.pack import IN_FLOW, K_NEG, K_POS, S_HI, S_LO, X_T
-from hil.packnode import PackNode
+from hil.packnode import ISENSE_KEYS, PackNode
 
 KINDS: dict[str, tuple[str, ...]] = {
     "sense_wire_open": ("wire",), "cell_v_stuck": ("cell",), "cell_v_noisy": ("cell", "value"),
@@ -96,7 +96,7 @@ class FaultInjector:
         db = pack.smap.db
         self.board_ids = [{db.get_message_by_name(n).frame_id for n in ms} for ms in pack.board_msgs]
         sc = pack.smap.scalars
-        self.isense_ids = {db.get_message_by_name(sc[k].message).frame_id for k in ("pack_i_a", "pack_v", "bus_v")}
+        self.isense_ids = {db.get_message_by_name(sc[k].message).frame_id for k in ISENSE_KEYS if k in sc}
         self.vcu_ids, self.charger_ids = set(vcu_ids), set(charger_ids)
         self.drop: set[int] = set()
         self.frame_faults: list[tuple[FaultSpec, int]] = []

@@ -8,7 +8,8 @@ boards (CMUs), its current sensor (ISENSE) and its contactor / bleed drivers.
 
 Every message, signal, scaling and period comes from the DBC through the signal map
 (``bms.signal_map``): the CMU messages are the map's board messages, the ISENSE messages those
-of its current / voltage inputs. All frames due at one instant are encoded in one call of the
+of its current / voltage inputs and of the contactors' auxiliary contacts (the model's contact
+positions: a welded contactor reads closed whatever the command). All frames due at one instant are encoded in one call of the
 batch codec (:class:`bms.can.codec.FrameCodec`); alive counters advance once per message cycle.
 Commands are obeyed as received: contactor command bits of the BMS's state message drive the
 model's contactor inputs, each board's bleed mask drives its bleed resistors.
@@ -26,7 +27,7 @@ from bms.can.dbc import cycle_time_s
 from bms.node.rx import counter_signal
 from bms.signal_map import SignalMap
 from hil.pack import (
-    IN_K0, K_NEG, K_POS, K_PRE, PK_IPACK, PK_VBUS, PK_VPACK, X_T, X_Z, pack_step, sample_sensors,
+    IN_K0, K_NEG, K_POS, K_PRE, PK_IPACK, PK_KFB0, PK_VBUS, PK_VPACK, X_T, X_Z, pack_step, sample_sensors,
 )
 
 
@@ -40,6 +41,7 @@ class PackModel(NamedTuple):
     bleed: np.ndarray
 
 
+ISENSE_KEYS = ("pack_i_a", "pack_v", "bus_v", "fb_neg", "fb_pre", "fb_pos")  # signal-map scalars the sensor sends
 _CMD_QTY = {"contactor_neg_cmd": K_NEG, "contactor_pre_cmd": K_PRE, "contactor_pos_cmd": K_POS}
 
 
@@ -55,7 +57,7 @@ class PackNode:
                              f"{pk.n_series} / {pk.n_temps}")
         sc = smap.scalars
         self.board_msgs = [list(ms) for ms in smap.board_messages]
-        isense = sorted({sc[k].message for k in ("pack_i_a", "pack_v", "bus_v")})
+        isense = sorted({sc[k].message for k in ISENSE_KEYS if k in sc})
         names = sorted({m for ms in self.board_msgs for m in ms} | set(isense))
         c = self.codec = FrameCodec(names, db)
         self.values = np.zeros(c.n_slots)
@@ -71,6 +73,9 @@ class PackNode:
         self.cell_slots = c.slots(r.signal for r in smap.cells)
         self.temp_slots = c.slots(r.signal for r in smap.temps)
         self.s_i, self.s_pv, self.s_bv = (c.slot(sc[k].signal) for k in ("pack_i_a", "pack_v", "bus_v"))
+        # auxiliary contacts: the model's contact positions as the sensor reads them (a weld reads closed)
+        self.fb_slots = [(PK_KFB0 + k, c.slot(sc[f"fb_{q}"].signal))
+                         for q, k in (("neg", K_NEG), ("pre", K_PRE), ("pos", K_POS)) if f"fb_{q}" in sc]
         self.ch_cells = np.arange(p.n_series)
         self.ch_temps = p.n_series + np.arange(p.n_ts)
         # board status signals (bleed feedback, board temperature), found by DBC signal name
@@ -115,6 +120,8 @@ class PackNode:
         v[self.s_i] = meas[m.p.ch_current]
         v[self.s_pv] = meas[m.p.ch_pack_v]
         v[self.s_bv] = meas[m.p.ch_bus_v]
+        for k, slot in self.fb_slots:
+            v[slot] = m.st.pk[k]
         if not boards:
             return
         v[self.cell_slots] = meas[self.ch_cells]

@@ -87,6 +87,7 @@ class Rig:
         u = self.inp.u
         cmd = self.cmd | self.weld
         u[L.U_CONTACTOR_FB] = cmd if self.fb_override is None else self.fb_override
+        u[L.U_CONTACTOR_FB_VALID], u[L.U_CONTACTOR_FB_AGE_S] = 1.0, 0.005
         self.pack_v_true = float(np.nansum(self.inp.cell_v))
         neg, pre, pos = cmd & L.K_NEG, cmd & L.K_PRE, cmd & L.K_POS
         if neg and pos:

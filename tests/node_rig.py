@@ -39,7 +39,7 @@ class Feeder:
     def __init__(self, bus: can.BusABC, smap, cell_v: float = 3.30, temp_c: float = 25.0):
         self.bus, self.smap, self.db = bus, smap, smap.db
         names = sorted({m for ms in smap.board_messages for m in ms}
-                       | {smap.scalars[k].message for k in ("pack_i_a", "pack_v")})
+                       | {smap.scalars[k].message for k in ("pack_i_a", "pack_v", "fb_neg") if k in smap.scalars})
         self.codec = FrameCodec(names, self.db)
         self.values = np.zeros(self.codec.n_slots)
         self.msgs = {n: self.db.get_message_by_name(n) for n in names}
@@ -51,6 +51,7 @@ class Feeder:
         self.i_a = 0.0
         self.bus_v = 0.0
         self.cmd = 0                 # contactor command bits read from BMS_State
+        self.weld = 0                # contactor bits welded closed (their auxiliary contacts read closed)
         self.silent_boards: set[int] = set()
         self.isense_silent = False
         self.tau_s = 0.047 * 2.0     # precharge R C of the reference pack (47 ohm, 2 mF)
@@ -74,6 +75,9 @@ class Feeder:
         v[c.slot(sc["pack_i_a"].signal)] = self.i_a
         v[c.slot(sc["pack_v"].signal)] = float(np.sum(self.cell_v))
         v[c.slot(sc["bus_v"].signal)] = self.bus_v
+        for bit, key in enumerate(("fb_neg", "fb_pre", "fb_pos")):  # auxiliary contacts follow the command
+            if key in sc:
+                v[c.slot(sc[key].signal)] = float(((self.cmd | self.weld) >> bit) & 1)
 
     def frames_due(self, t_s: float) -> list[can.Message]:
         self._fill()

@@ -8,6 +8,7 @@ from bms_rig import Rig, params
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bms import core
 from bms import layout as L
 from bms.contactors import gate_opening
 
@@ -201,3 +202,65 @@ def test_no_positive_close_without_precharge_no_opening_above_break_current(segm
             crit_s = (crit_s + DT if crit_s >= 0 else 0.0) if r.out[L.Y_SEVERITY] == L.SEV_CRITICAL else -1.0
             if r.state in (L.ST_DRIVE, L.ST_CHARGE):
                 assert cmd & L.K_NEG and (cmd & L.K_POS or r.st.s[L.S_OPENING] > 0)
+
+
+def _fault_sev(r, name):
+    return r.st.fst[getattr(L, "F_" + name), L.FS_SEV]
+
+
+def test_single_welded_main_contactor_trips_contactor_feedback():
+    """A welded positive contactor is invisible to the bus-voltage weld check (the open negative
+    contactor cuts the bus off) but its auxiliary contact still reads closed after the opening:
+    CONTACTOR_FEEDBACK trips within settle + debounce, the pack goes to ERROR and never closes
+    again; CONTACTOR_WELDED stays quiet."""
+    r = Rig(seed=1)
+    r.close(L.REQ_DRIVE)
+    r.weld = L.K_POS
+    r.step(0.01, n=50)
+    assert _fault_sev(r, "CONTACTOR_FEEDBACK") == L.SEV_NONE  # closed as commanded: nothing to see
+    r.inp.u[L.U_VCU_REQUEST] = L.REQ_STANDBY
+    t_open = r.run_until(lambda x: x.cmd & (L.K_NEG | L.K_POS) == 0, dt_s=0.01, t_max_s=1.0)
+    t = r.run_until(lambda x: _fault_sev(x, "CONTACTOR_FEEDBACK") >= L.SEV_FAULT, dt_s=0.01, t_max_s=1.0)
+    settle, deb = r.prm.pp[L.P_CONT_SETTLE_S], r.prm.diag[L.F_CONTACTOR_FEEDBACK, L.D_DEB_S]
+    assert t <= settle + deb + 0.03, (t_open, t)
+    assert r.st.fst[L.F_CONTACTOR_FEEDBACK, L.FS_Q] == 1.0  # one contactor disagrees
+    r.run_until(lambda x: x.state == L.ST_ERROR, dt_s=0.01, t_max_s=0.5)
+    r.inp.u[L.U_VCU_REQUEST] = L.REQ_DRIVE
+    r.step(0.01, n=int(2 * r.prm.pp[L.P_WELD_CHECK_S] / 0.01))
+    assert r.cmd == 0 and r.state == L.ST_ERROR
+    assert _fault_sev(r, "CONTACTOR_WELDED") == L.SEV_NONE
+
+
+def test_contactor_that_does_not_close_trips_contactor_feedback():
+    r = Rig(seed=1)
+    r.close(L.REQ_DRIVE)
+    r.fb_override = L.K_NEG  # the positive auxiliary contact stays open: the contactor did not close
+    t = r.run_until(lambda x: _fault_sev(x, "CONTACTOR_FEEDBACK") >= L.SEV_FAULT, dt_s=0.01, t_max_s=1.0)
+    assert t <= r.prm.pp[L.P_CONT_SETTLE_S] + r.prm.diag[L.F_CONTACTOR_FEEDBACK, L.D_DEB_S] + 0.03
+    r.run_until(lambda x: x.cmd == 0 and x.state == L.ST_ERROR, dt_s=0.01, t_max_s=2.0)
+
+
+def test_no_closing_sequence_while_an_auxiliary_contact_reads_closed():
+    """A contactor welded in STANDBY: a drive request never starts the precharge into it."""
+    r = _standby()
+    r.weld = L.K_POS
+    r.step(0.01)  # the feedback now reads the welded contact
+    r.inp.u[L.U_VCU_REQUEST] = L.REQ_DRIVE
+    for _ in range(100):
+        r.step(0.01)
+        assert r.cmd == 0 and r.state in (L.ST_STANDBY, L.ST_ERROR)
+    assert _fault_sev(r, "CONTACTOR_FEEDBACK") >= L.SEV_FAULT and r.state == L.ST_ERROR
+
+
+def test_stale_feedback_is_not_read_as_a_mismatch_but_trips_comm_isense():
+    r = Rig(seed=1)
+    r.close(L.REQ_DRIVE)
+    r.fb_override = 0
+    for k in range(60):
+        r.plant(0.01)
+        r.inp.u[L.U_CONTACTOR_FB_VALID] = 0.0  # the feedback frame fails its checks from now on
+        r.inp.u[L.U_CONTACTOR_FB_AGE_S] = 0.01 * (k + 1)
+        core.step(r.st, r.inp, r.prm, 0.01)
+    assert r.st.fst[L.F_CONTACTOR_FEEDBACK, L.FS_SEV] == L.SEV_NONE
+    assert np.isnan(r.st.fst[L.F_CONTACTOR_FEEDBACK, L.FS_Q])
+    assert r.st.fst[L.F_COMM_ISENSE, L.FS_SEV] >= L.SEV_FAULT

@@ -47,14 +47,16 @@ frame = st.builds(
 def check_inputs(inp):
     u = inp.u
     assert not np.isnan(u).any(), "scalar input NaN"
-    assert np.all((u[[L.U_ISENSE_AGE_S, L.U_VCU_AGE_S]] >= 0))
+    assert np.all((u[[L.U_ISENSE_AGE_S, L.U_VCU_AGE_S, L.U_CONTACTOR_FB_AGE_S]] >= 0))
+    assert int(u[L.U_CONTACTOR_FB]) == u[L.U_CONTACTOR_FB] and 0 <= u[L.U_CONTACTOR_FB] <= 7
     lo, hi = _range(_sig("pack_i_a"))
     assert lo <= u[L.U_PACK_I_A] <= hi
     for k, idx in (("pack_v", L.U_PACK_V), ("bus_v", L.U_BUS_V)):
         lo, hi = _range(_sig(k))
         assert lo <= u[idx] <= hi
     assert u[L.U_VCU_REQUEST] in (L.REQ_STANDBY, L.REQ_DRIVE, L.REQ_CHARGE)
-    for idx in (L.U_ISENSE_VALID, L.U_HV_VALID, L.U_VCU_VALID, L.U_VCU_RESET, L.U_CHARGER_CONNECTED):
+    for idx in (L.U_ISENSE_VALID, L.U_HV_VALID, L.U_VCU_VALID, L.U_VCU_RESET, L.U_CHARGER_CONNECTED,
+                L.U_CONTACTOR_FB_VALID):
         assert u[idx] in (0.0, 1.0)
     cv = inp.cell_v[np.isfinite(inp.cell_v)]
     assert np.all((cv >= CELL_RANGE[0]) & (cv <= CELL_RANGE[1]))

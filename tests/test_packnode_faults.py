@@ -84,7 +84,7 @@ def test_frames_follow_the_dbc_periods_with_alive_counters(smap, db):
             seen = [db.decode_message(f.arbitration_id, f.data)[ctr[0]] for f in frames if f.arbitration_id == msg.frame_id]
             steps = np.diff(seen) % 16
             assert set(steps) <= {0, 1} and np.count_nonzero(steps) >= len(seen) // mux - 2, name
-    assert all(not f.is_extended_id and len(f.data) == 8 for f in frames)
+    assert all(not f.is_extended_id and len(f.data) == db.get_message_by_frame_id(f.arbitration_id).length for f in frames)
 
 
 def test_contactor_and_bleed_commands_are_obeyed(smap, db):

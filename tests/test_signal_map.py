@@ -56,7 +56,9 @@ def variant(tmp_path, old: str, new: str):
     ('step_period_s = 0.01', 'step_period_s = 5.0', "map.step_period_s", "[0.0001, 1.0]"),
     ('node = "BMS"', 'node = "ECU"', "map.node", "not a node"),
     ('pack_i_a = "ISENSE_Current"', 'pack_i_a = "ISENSE_Curent"', "inputs.current.pack_i_a", "not in message"),
-    ('source = "command"', 'source = "gpio"', "inputs.contactor_feedback.source", "command, external"),
+    ('source = "message"', 'source = "gpio"', "inputs.contactor_feedback.source", "message, command, external"),
+    ('source = "message"', 'source = "command"', "inputs.contactor_feedback.message", 'source = "message"'),
+    ('pos = "ISENSE_AuxPos"', 'pos = "ISENSE_AuxPlus"', "inputs.contactor_feedback.pos", "not in message"),
     ('fault = "Flt_{name}"', 'fault = "Fault_{name}"', "outputs.faults.fault", "Fault_CELL_OV"),
 ])
 def test_bad_maps_name_the_file_and_key(tmp_path, old, new, key, words):

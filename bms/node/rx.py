@@ -92,6 +92,9 @@ class Receiver:
         self.s_reset = c.slot(sc["vcu_reset"].signal) if "vcu_reset" in sc else None
         self.r_volt = c.row(sc["pack_v"].message)
         self.r_charger = c.row(smap.charger_message) if smap.charger_message else None
+        fb = [f"fb_{k}" for k in ("neg", "pre", "pos")]  # bits K_NEG, K_PRE, K_POS
+        self.fb_slots = [c.slot(sc[k].signal) for k in fb] if smap.feedback_source == "message" else None
+        self.r_fb = c.row(sc["fb_neg"].message) if self.fb_slots else None
         self.sources = {name: [c.row(m) for m in ms] for name, ms in smap.sources().items()}
         self.board_sources = [f"CMU{b:02d}" for b in range(pk.n_boards)]
         self._scratch_v = np.zeros(0, np.int8)
@@ -146,7 +149,8 @@ class Receiver:
         return row is not None and age[row] <= self.timeout_s[row]
 
     def assemble(self, inp: Inputs, now_s: float, contactor_fb: int) -> None:
-        """Fill the step's inputs from the decoded values at ``now_s``. ``cell_v`` / ``temp_c`` are NaN
+        """Fill the step's inputs from the decoded values at ``now_s`` (``contactor_fb``: the feedback
+        bits when the map's feedback source is not "message"). ``cell_v`` / ``temp_c`` are NaN
         exactly where no valid reading exists; scalar inputs ``u`` are never NaN (an invalid one is 0
         with its validity flag cleared); ages count from the frame that last carried the value (inf if
         never received)."""
@@ -180,7 +184,14 @@ class Receiver:
         u[L.U_PACK_V] = b.value[self.s_pv] if hv_ok else 0.0
         u[L.U_BUS_V] = b.value[self.s_bv] if hv_ok else 0.0
         u[L.U_HV_VALID] = 1.0 if hv_ok else 0.0
-        u[L.U_CONTACTOR_FB] = float(contactor_fb)
+        if self.fb_slots is None:  # wired directly (or echoed): always fresh
+            u[L.U_CONTACTOR_FB], u[L.U_CONTACTOR_FB_VALID], u[L.U_CONTACTOR_FB_AGE_S] = float(contactor_fb), 1.0, 0.0
+        else:  # auxiliary contacts from their frame; ``contactor_fb`` is not used
+            fb_ok = all(b.valid[k] for k in self.fb_slots) and self._fresh(self.r_fb, now_s, age)
+            bits = sum(1 << j for j, k in enumerate(self.fb_slots) if b.valid[k] and b.value[k] > 0.5)
+            u[L.U_CONTACTOR_FB] = float(bits) if fb_ok else 0.0
+            u[L.U_CONTACTOR_FB_VALID] = 1.0 if fb_ok else 0.0
+            u[L.U_CONTACTOR_FB_AGE_S] = max(now_s - b.time_s[self.fb_slots[0]], 0.0)
         req_ok = b.valid[self.s_req] and math.isfinite(b.time_s[self.s_req])
         u[L.U_VCU_REQUEST] = b.value[self.s_req] if req_ok else float(L.REQ_STANDBY)
         reset = self.s_reset is not None and b.valid[self.s_reset] and b.value[self.s_reset] > 0.5
