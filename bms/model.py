@@ -11,7 +11,7 @@ Per cell the state vector is ``x = [z, v1, v2, h, s]``:
 
 Terminal voltage::
 
-    v = OCV(z, T) + M(z, T) * h + M0(T) * s + v1 + v2 + R0(T, sign i) * i
+    v = OCV(z, T) + M(z, T) * h + M0(T) * s + v1 + v2 + R0(T, sign i) * F(z, T) * i
 
 Exact zero-order-hold discretisation over ``dt`` with the current held constant::
 
@@ -21,9 +21,10 @@ Exact zero-order-hold discretisation over ``dt`` with the current held constant:
     s'  = sign(i) if |i| > i_sign_a else s
 
 (the hysteresis law is dh/dt = -gamma |i| / Q (h - sign i), whose solution for constant i
-is the update above). Every parameter is a table over temperature; OCV and M are tables
-over (temperature, SOC) on a uniform SOC grid, interpolated bilinearly and clamped at the
-grid ends.
+is the update above). Every parameter is a table over temperature; OCV, M and the
+dimensionless series-resistance factor F (LFP's resistance rises toward empty; F = 1 means
+no SOC dependence) are tables over (temperature, SOC) on a uniform SOC grid, interpolated
+bilinearly and clamped at the grid ends.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class CellParams(NamedTuple):
     gamma: np.ndarray  # (nT,) hysteresis rate constant
     r0_chg_ohm: np.ndarray  # (nT,)
     r0_dis_ohm: np.ndarray  # (nT,)
+    r0_soc_factor: np.ndarray  # (nT, nS) F(T, z): R0 at SOC z is R0(T, sign i) * F
     r1_ohm: np.ndarray  # (nT,)
     tau1_s: np.ndarray  # (nT,)
     r2_ohm: np.ndarray  # (nT,)
@@ -123,13 +125,14 @@ def ocv_and_slope(p, soc, temp_c):
 
 @nb.njit(cache=True)
 def cell_voltage(p, x, i_a, temp_c):
-    """Terminal voltage v = OCV(z,T) + M(z,T) h + M0(T) s + v1 + v2 + R0(T, sign i) i."""
+    """Terminal voltage v = OCV(z,T) + M(z,T) h + M0(T) s + v1 + v2 + R0(T, sign i) F(z,T) i."""
     j, wt = temp_index(p.temp_c, temp_c)
     k, ws = soc_index(p.soc0, p.dsoc, p.ocv_v.shape[1], x[IZ])
     ocv, _ = interp_ts(p.ocv_v, j, wt, k, ws)
     m, _ = interp_ts(p.hyst_v, j, wt, k, ws)
+    f, _ = interp_ts(p.r0_soc_factor, j, wt, k, ws)
     r0 = interp_t(p.r0_chg_ohm, j, wt) if i_a > 0.0 else interp_t(p.r0_dis_ohm, j, wt)
-    return ocv + m * x[IH] + interp_t(p.m0_v, j, wt) * x[IS] + x[IV1] + x[IV2] + r0 * i_a
+    return ocv + m * x[IH] + interp_t(p.m0_v, j, wt) * x[IS] + x[IV1] + x[IV2] + r0 * f * i_a
 
 
 @nb.njit(cache=True)

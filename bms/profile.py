@@ -4,11 +4,14 @@ A profile has three tables:
 
 ``[cell]``    identity, nominal capacity, coulombic efficiency and datasheet limits;
 ``[tables]``  the model parameters on a uniform SOC grid and an ascending temperature grid
-              (OCV and hysteresis amplitude per (T, SOC); resistances, time constants,
-              hysteresis rate and instantaneous hysteresis per T);
+              (OCV, hysteresis amplitude and the series-resistance SOC factor per (T, SOC);
+              resistances, time constants, hysteresis rate and instantaneous hysteresis per T);
 ``[fit]``     provenance written by ``bms profile fit`` (command, data, voltage RMSE per file).
 
 Loading validates every key; an error names the file, the key and the allowed range.
+``r0_soc_factor`` (dimensionless, R0 at SOC z is ``R0(T, sign i) * r0_soc_factor(T, z)``) is
+optional: a profile without it loads with the factor 1 everywhere (no SOC dependence, the
+model of profiles written before it existed).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ DYNAMIC_KEYS: dict[str, tuple[float, float]] = {
     "gamma": (0.0, 1e4),
     "m0_v": (0.0, 0.5),
 }
+#: per-(T, SOC) series-resistance factor: key and its allowed range (optional, default 1)
+R0_SOC_KEY = "r0_soc_factor"
+R0_SOC_RANGE = (0.1, 10.0)
 
 
 @dataclass
@@ -119,6 +125,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     tables = {
         "ocv_v": tab.array("ocv_v", 1.0, 5.0, shape=(nt, ns), nondecreasing=True),
         "hyst_v": tab.array("hyst_v", 0.0, 0.5, shape=(nt, ns)),
+        R0_SOC_KEY: tab.array(R0_SOC_KEY, *R0_SOC_RANGE, shape=(nt, ns), default=np.ones((nt, ns))),
     }
     for key, (lo, hi) in DYNAMIC_KEYS.items():
         tables[key] = tab.array(key, lo, hi, shape=(nt,))
@@ -139,6 +146,15 @@ def load_profile(name_or_path: str | Path) -> Profile:
     )
 
 
+def r0_soc_factor(prof: Profile) -> np.ndarray:
+    """The profile's (nT, nS) series-resistance SOC factor; ones if the profile has none."""
+    f = prof.tables.get(R0_SOC_KEY)
+    shape = (prof.temp_c.size, prof.soc.size)
+    if f is None:
+        return np.ones(shape)
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(f, dtype=np.float64), shape))
+
+
 def to_params(prof: Profile) -> CellParams:
     t = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in prof.tables.items()}
     return CellParams(
@@ -151,6 +167,7 @@ def to_params(prof: Profile) -> CellParams:
         gamma=t["gamma"],
         r0_chg_ohm=t["r0_chg_ohm"],
         r0_dis_ohm=t["r0_dis_ohm"],
+        r0_soc_factor=r0_soc_factor(prof),
         r1_ohm=t["r1_ohm"],
         tau1_s=t["tau1_s"],
         r2_ohm=t["r2_ohm"],
@@ -189,6 +206,7 @@ def profile_to_toml(prof: Profile) -> str:
             "temp_c": _round(prof.temp_c, 2),
             "ocv_v": _round(prof.tables["ocv_v"], 5),
             "hyst_v": _round(prof.tables["hyst_v"], 5),
+            R0_SOC_KEY: _round(r0_soc_factor(prof), 5),
             **{k: _round(prof.tables[k], 7) for k in DYNAMIC_KEYS},
         },
     }

@@ -76,3 +76,45 @@ def test_csv_requires_soc_ref_when_scoring(tmp_path):
     assert len(load_csv(f)) == 2
     with pytest.raises(DataError, match="soc_ref"):
         load_csv(f, require_soc_ref=True)
+
+
+def _without_r0_soc_factor(text: str) -> str:
+    """The profile text with its ``r0_soc_factor`` table (a multi-line array) removed."""
+    out, skip = [], False
+    for ln in text.splitlines():
+        if ln.startswith("r0_soc_factor = ["):
+            skip = True
+            continue
+        if skip:
+            skip = not (ln.startswith("]") and not ln.startswith("],"))
+            continue
+        out.append(ln)
+    return "\n".join(out)
+
+
+def test_profile_without_r0_soc_factor_loads_with_factor_one(tmp_path):
+    f = tmp_path / "old.toml"
+    f.write_text(_without_r0_soc_factor(_shipped_text()))
+    prof = load_profile(f)
+    assert "r0_soc_factor = [" not in f.read_text()
+    assert np.array_equal(prof.params.r0_soc_factor, np.ones((prof.temp_c.size, prof.soc.size)))
+
+
+@pytest.mark.parametrize("change,fragment", [("zero", "[0.1, 10.0]"), ("row", "shape")])
+def test_profile_r0_soc_factor_range_and_shape_named(tmp_path, change, fragment):
+    import tomllib
+
+    import tomli_w
+
+    doc = tomllib.loads(_shipped_text())
+    f_tab = doc["tables"]["r0_soc_factor"]
+    if change == "zero":
+        f_tab[0][0] = 0.0
+    else:
+        del f_tab[-1]
+    f = tmp_path / "bad.toml"
+    f.write_text(tomli_w.dumps(doc))
+    with pytest.raises(ConfigError) as exc:
+        load_profile(f)
+    msg = str(exc.value)
+    assert str(f) in msg and "tables.r0_soc_factor" in msg and fragment in msg

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from bms.fit import dynamic, ocv, temperature
+from bms.fit import dynamic, ocv, rsoc, temperature
 from bms.fit.pipeline import p_slow
 from bms.labdata import DataError, LabData, load_csv
 from bms.model import simulate
@@ -239,6 +239,7 @@ def test_fit_is_reproducible_on_shipped_data(winston, winston_records):
     j = int(np.flatnonzero(winston.temp_c == 25.0)[0])
     shipped = {k: float(dyn[k][j]) for k in dynamic.PARAM_KEYS + ("p_extra_v",)}
     shipped.update(_record_values(winston, "udds_P25.csv.gz"))
+    shipped.update(rsoc.increments(winston.soc, winston.tables["r0_soc_factor"][j]))
     rec = winston_records["udds_P25.csv.gz"]
 
     def rows(values):

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import least_squares
 
+from bms.fit import rsoc
 from bms.labdata import DataError, LabData
 from bms.model import IH, IS, IV1, IV2, IZ, NX, CellParams, simulate
 
@@ -39,26 +40,32 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "v1_init_v": (0.0, 0.05),
     "v2_init_v": (0.0, 0.05),
     "i_offset_c": (-0.02, 0.02),  # current-sensor offset as a fraction of 1C (only if asked for)
+    **{k: rsoc.BOUND for k in rsoc.KEYS},  # log-increments of the R0 SOC factor (bms.fit.rsoc)
 }
-#: everything the drive fit adjusts: the model parameters and the slow-test extra polarisation
-FIT_KEYS = PARAM_KEYS + ("p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c")
+#: everything the drive fit adjusts: the model parameters, the R0 SOC factor's log-increments
+#: and the slow-test extra polarisation
+FIT_KEYS = PARAM_KEYS + rsoc.KEYS + ("p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c")
 #: nuisance parameters of one record: its initial RC voltages (the records start shortly after a
 #: charge) and, when asked for, its current-sensor offset (in C; ``i_offset_a = i_offset_c * Q``)
 RECORD_KEYS = ("v1_init_v", "v2_init_v", "i_offset_c")
-_LINEAR = ("m0_v", "p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c")
+_LINEAR = ("m0_v", "p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c") + rsoc.KEYS
 _LOG = tuple(k not in _LINEAR for k in FIT_KEYS)
 
 
 def cell_params(soc: np.ndarray, temp_c: np.ndarray, ocv_v: np.ndarray, hyst_v: np.ndarray,
-                dyn: dict[str, np.ndarray], capacity_ah: float, eta_chg: float, i_sign_a: float) -> CellParams:
-    """A :class:`CellParams` from tables (``ocv_v``/``hyst_v`` (nT, nS), ``dyn[key]`` (nT,))."""
+                dyn: dict[str, np.ndarray], capacity_ah: float, eta_chg: float, i_sign_a: float,
+                r0_soc_factor: np.ndarray | None = None) -> CellParams:
+    """A :class:`CellParams` from tables (``ocv_v``/``hyst_v``/``r0_soc_factor`` (nT, nS), the
+    last one 1 if None; ``dyn[key]`` (nT,))."""
     c = lambda a: np.ascontiguousarray(np.atleast_1d(np.asarray(a, dtype=np.float64)))  # noqa: E731
+    f = np.ones(np.shape(np.atleast_2d(ocv_v))) if r0_soc_factor is None else r0_soc_factor
     return CellParams(
         soc0=float(soc[0]), dsoc=float(soc[1] - soc[0]), temp_c=c(temp_c),
         ocv_v=np.ascontiguousarray(np.atleast_2d(ocv_v), dtype=np.float64),
         hyst_v=np.ascontiguousarray(np.atleast_2d(hyst_v), dtype=np.float64),
         m0_v=c(dyn["m0_v"]), gamma=c(dyn["gamma"]), r0_chg_ohm=c(dyn["r0_chg_ohm"]),
-        r0_dis_ohm=c(dyn["r0_dis_ohm"]), r1_ohm=c(dyn["r1_ohm"]), tau1_s=c(dyn["tau1_s"]),
+        r0_dis_ohm=c(dyn["r0_dis_ohm"]),
+        r0_soc_factor=np.ascontiguousarray(np.atleast_2d(f), dtype=np.float64), r1_ohm=c(dyn["r1_ohm"]), tau1_s=c(dyn["tau1_s"]),
         r2_ohm=c(dyn["r2_ohm"]), tau2_s=c(dyn["tau2_s"]),
         capacity_ah=float(capacity_ah), eta_chg=float(eta_chg), i_sign_a=float(i_sign_a),
     )
@@ -157,14 +164,15 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
     where the OCV from slow curves is least known and the record starts just after a charge)
     are left out of the residual; the simulation still runs through them. With ``fit_offset`` a
     constant current-sensor offset of the record is fitted too (a nuisance: it keeps the model
-    parameters from absorbing a biased current), otherwise it is held at 0."""
+    parameters from absorbing a biased current), otherwise it is held at 0. The R0 SOC factor's
+    log-increments of knots the record does not cover are held at 0 (:mod:`bms.fit.rsoc`)."""
     temp_c = record_temp_c(data)
     temps = np.array([temp_c])
 
     def params(values):
         ocv_row, hyst_row = rows(values)
         return cell_params(soc, temps, ocv_row, hyst_row, {k: np.array([values[k]]) for k in PARAM_KEYS},
-                           capacity_ah, eta_chg, i_sign_a)
+                           capacity_ah, eta_chg, i_sign_a, rsoc.factor_row(soc, values))
 
     use = data.soc_ref <= soc_max
     if use.sum() < 100:
@@ -173,21 +181,26 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
     unknown = set(fixed) - set(FIT_KEYS)
     if unknown:
         raise ValueError(f"unknown fit keys {sorted(unknown)} (known: {', '.join(FIT_KEYS)})")
-    held = set(fixed) | (set() if fit_offset else {"i_offset_c"})
+    cover = rsoc.covered(data, capacity_ah)
+    zero = ({k for k in rsoc.KEYS if not cover[k]}) | (set() if fit_offset else {"i_offset_c"})
+    held = set(fixed) | zero
     sel = np.array([k not in held for k in FIT_KEYS])
     start = _pack(_clip(guess))
-    if not fit_offset:
-        start[FIT_KEYS.index("i_offset_c")] = 0.0
+    for k in zero:  # linear keys: held at exactly 0
+        start[FIT_KEYS.index(k)] = 0.0
 
     def full(u):
         x = start.copy()
         x[sel] = u
         return _unpack(x)
 
+    ridge = rsoc.RIDGE_V * np.sqrt(use.sum())
+    ridge_keys = [k for k in rsoc.KEYS if k not in held]
+
     def resid(u):
         values = full(u)
         v, _ = evaluate(params(values), data, *_record_args(values, capacity_ah))
-        return (v - data.voltage_v)[use]
+        return np.concatenate([(v - data.voltage_v)[use], [ridge * values[k] for k in ridge_keys]])
 
     lo = np.array([np.log(BOUNDS[k][0]) if lg else BOUNDS[k][0] for k, lg in zip(FIT_KEYS, _LOG)])[sel]
     hi = np.array([np.log(BOUNDS[k][1]) if lg else BOUNDS[k][1] for k, lg in zip(FIT_KEYS, _LOG)])[sel]

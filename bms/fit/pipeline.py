@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bms.config import Section, load_toml
-from bms.fit import dynamic, ocv, temperature
+from bms.fit import dynamic, ocv, rsoc, temperature
 from bms.labdata import DataError, LabData, load_csv
 from bms.profile import CellLimits, Profile, read_limits, to_params
 
@@ -34,7 +34,8 @@ def initial_guess(temp_c: np.ndarray, capacity_ah: float) -> dict[str, np.ndarra
     n = np.ones_like(f)
     g = {"r0_chg_ohm": 0.08 / capacity_ah * f, "r0_dis_ohm": 0.08 / capacity_ah * f,
          "r1_ohm": 0.03 / capacity_ah * f, "tau1_s": 10.0 * n, "r2_ohm": 0.08 / capacity_ah * f,
-         "tau2_s": 300.0 * n, "gamma": 100.0 * n, "m0_v": 0.002 * n, "p_extra_v": 0.002 * n}
+         "tau2_s": 300.0 * n, "gamma": 100.0 * n, "m0_v": 0.002 * n, "p_extra_v": 0.002 * n,
+         **{k: 0.05 * n for k in rsoc.KEYS}}
     return {k: np.clip(v, *dynamic.BOUNDS[k]) for k, v in g.items()}
 
 
@@ -99,12 +100,15 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
                 f"({f.n_eval} evaluations)")
             fits.append(f)
         fitted = {k: np.array([f.values[k] for f in fits]) for k in dynamic.FIT_KEYS if k not in dynamic.RECORD_KEYS}
+        rsoc.fill_uncovered(fit_t, fitted, [rsoc.covered(rec, capacity_ah) for rec in records])
         dyn = temperature.extend(fit_t, fitted, temps, half_gap)
     ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], p_slow(dyn, i_slow_a), eta_chg)
     p_extra = dyn.pop("p_extra_v")
+    d_rsoc = {k: dyn.pop(k) for k in rsoc.KEYS}
     prof = Profile(name=name, path=Path(f"{name}.toml"), chemistry=info["chemistry"], capacity_ah=capacity_ah,
                    eta_chg=eta_chg, limits=limits, soc=curves.soc, temp_c=temps,
-                   tables={"ocv_v": ocv_v, "hyst_v": hyst_v, **dyn}, source=info["source"], i_sign_a=i_sign)
+                   tables={"ocv_v": ocv_v, "hyst_v": hyst_v, "r0_soc_factor": rsoc.factor_table(curves.soc, d_rsoc),
+                           **dyn}, source=info["source"], i_sign_a=i_sign)
     p = to_params(prof)
     scores = [dynamic.score(p, rec, f.values) for rec, f in zip(records, fits)]
     prof.fit = {
@@ -126,6 +130,12 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
                               for s, f in zip(scores, fits)},
         "soc_ref_gap_max": {Path(s.path).name: round(s.soc_gap_max, 4) for s in scores},
         "rmse_mv": {Path(s.path).name: round(1e3 * s.rmse_v, 3) for s in scores},
+        "r0_soc_method": rsoc.METHOD_TEXT,
+        "r0_soc_knots": rsoc.KNOTS.tolist(),
+        "r0_soc_factor_at_knots": [_round_list(np.exp(rsoc.ln_knots({k: d_rsoc[k][t] for k in rsoc.KEYS})), 4)
+                                   for t in range(temps.size)],
+        "r0_soc_covered": {Path(rec.path).name: [k for k, c in rsoc.covered(rec, capacity_ah).items() if c]
+                           for rec in records},
         "slow_polarisation_extra_mv": _round_list(1e3 * p_extra, 2),
         "slow_polarisation_total_mv": _round_list(1e3 * (p_extra + i_slow_a * r_steady(dyn)), 2),
         "rmse_soc_le_0.97_mv": {Path(s.path).name: round(1e3 * s.rmse_fit_v, 3) for s in scores},

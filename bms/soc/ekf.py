@@ -18,10 +18,16 @@ a wrong SOC is corrected in minutes instead of hours while a consistent model ke
 
 Measurement update with the current sample::
 
-    y  = OCV(z,T) + M(z,T) h + M0(T) s + v1 + v2 + R0(T) (i_k - b)
+    y  = OCV(z,T) + M(z,T) h + M0(T) s + v1 + v2 + R0(T) F(z,T) (i_k - b)
     H  = [dOCV/dz + dM/dz h, 1, 1, M, 0]
          (the offset's direct effect R0 b is below a millivolt: the offset is learned from the
-         charge balance through F, never from load-voltage mismatch)
+         charge balance through F, never from load-voltage mismatch; likewise the slope of the
+         resistance's SOC factor, R0 dF/dz i, is left out of H on purpose: at high current it
+         is 2-5 mV per % SOC, more than the OCV slope on the plateau, so it would make SOC
+         observable through the resistance and turn any resistance error (temperature, current
+         nonlinearity, ageing, cell spread) into an SOC error; measured: the cold_morning_start
+         scenario's SOC error went from within 20 % to 48 % with it, and P05 / N05 were worse.
+         F stays in y, so the prediction carries no SOC-dependent bias)
     S  = H P H^T + r,   r = r_v + (sigma_R i)^2, or r_rest once rested longer than rest_s
          (sigma_R: resistance uncertainty, so high-current samples, where an R0 error
          dominates, weigh less; OCV recalibration: the relaxed voltage is trusted more, and
@@ -98,6 +104,7 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
     No allocation."""
     ocv_t = p.ocv_v
     hyst_t = p.hyst_v
+    r0f_t = p.r0_soc_factor
     soc0 = p.soc0
     dsoc = p.dsoc
     ns = ocv_t.shape[1]
@@ -231,8 +238,11 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
                 m = (1.0 - wt) * (ma0 + ws * (mb0 - ma0)) + wt * (ma1 + ws * (mb1 - ma1))
                 dm = (1.0 - wt) * (mb0 - ma0) + wt * (mb1 - ma1)
                 h = x[c, IH]
+                fa0 = r0f_t[j, kk]
+                fa1 = r0f_t[j1, kk]
+                f = (1.0 - wt) * (fa0 + ws * (r0f_t[j, kk + 1] - fa0)) + wt * (fa1 + ws * (r0f_t[j1, kk + 1] - fa1))
                 r0 = x[c, IC_R0C] if i_true > 0.0 else x[c, IC_R0D]
-                y = ocv + m * h + x[c, IC_M0] * x[c, IS] + x[c, IV1] + x[c, IV2] + r0 * i_true
+                y = ocv + m * h + x[c, IC_M0] * x[c, IS] + x[c, IV1] + x[c, IV2] + r0 * f * i_true
                 hz = (docv + dm * h) * inv_dsoc
                 # H = [hz, 1, 1, m, 0]; ph = P H^T
                 ph0 = n00 * hz + n01 + n02 + n03 * m

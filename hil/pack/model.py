@@ -4,7 +4,7 @@ Sign convention: current is positive in charge. Per cell c (state columns in
 :mod:`hil.pack.layout`), with the cell current i held over a step of length dt:
 
     OCV part      E_c = OCV(z, T) + M(z, T) h + M0(T) s + b1 v1 + b2 v2
-    resistance    R_c = f(z) R0(T, sign) + R1 (1 - b1) + R2 (1 - b2)
+    resistance    R_c = f(T, z) R0(T, sign) + R1 (1 - b1) + R2 (1 - b2)
     terminal      v_c = E_c + R_c i        (the exact step-mean voltage of the 2RC circuit:
                                             b_k = tau_k (1 - a_k) / dt, a_k = exp(-dt / tau_k))
     SOC           z'  = z + (eta(i) i - I_sd(T) - G_short OCV) dt / Q_c
@@ -13,8 +13,8 @@ Sign convention: current is positive in charge. Per cell c (state columns in
                   s'  = A_s s + (1 - A_s) sign(i),    A_s = A ** gamma_fast
     heat          Q_c = v_c i dt - OCV (eta i - I_sd - G_short OCV) dt - d(C1 v1^2 / 2 + C2 v2^2 / 2)
 
-Unlike the estimator's model the resistance depends on the SOC (factor f(z) near empty and
-full), on each cell's own temperature by Arrhenius, the OCV continues with a steep slope
+Like the estimator's model the resistance depends on the SOC (the profile's factor F(T, z));
+unlike it, it also grows further near empty and full (f = F times an edge factor, hil.pack.params), on each cell's own temperature by Arrhenius, the OCV continues with a steep slope
 beyond the SOC table (over-discharge / over-charge), on the cell's spread, and the voltage is
 the step mean including the RC response within the step. The n_parallel cells of a series
 element share one terminal voltage V_s; with the element's bleed resistor (conductance G_bl
@@ -91,7 +91,8 @@ def cells_thevenin(p, x, cache, elem, bleed_cmd):
             m1 = p.hyst_v[j1, k] + ws * (p.hyst_v[j1, k + 1] - p.hyst_v[j1, k])
             ocv = o0 + wt * (o1 - o0) + p.ocv_edge_slope_v * beyond
             m = m0 + wt * (m1 - m0)
-            fz = p.rsoc[k] + ws * (p.rsoc[k + 1] - p.rsoc[k])
+            f0 = p.rsoc[j, k] + ws * (p.rsoc[j, k + 1] - p.rsoc[j, k])
+            fz = f0 + wt * (p.rsoc[j1, k] + ws * (p.rsoc[j1, k + 1] - p.rsoc[j1, k]) - f0)
             r0 = cache[c, C_R0C] if x[c, X_I] > 0.0 else cache[c, C_R0D]
             b1 = cache[c, C_B1]
             b2 = cache[c, C_B2]

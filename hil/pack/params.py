@@ -10,7 +10,9 @@ injection layer can set and clear them in place between steps.
 Temperature dependence is richer than the estimator's table interpolation: resistances are
 interpolated as ``ln R`` linear in ``1/T`` (Arrhenius between the profile's grid points, and
 extrapolated with the edge segment's activation energy up to ``t_extrap_k`` beyond the grid);
-R0 grows near empty and full with the factor ``rsoc(z)``; beyond the SOC table the OCV goes on
+R0 follows the profile's SOC factor ``F(T, z)`` (``r0_soc_factor``, the estimator's own) times an
+edge factor ``1 + lo exp(-z / w_lo) + hi exp(-(1 - z) / w_hi)`` that grows near empty and full,
+beyond the drive data the profile was fitted on (``rsoc`` (nT, nS) holds the product); beyond the SOC table the OCV goes on
 with the slope ``ocv_edge_slope_v`` (over-discharge collapses, over-charge rises); self-discharge follows Arrhenius
 with activation energy ``self_discharge_ea_j_mol``.
 """
@@ -22,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bms.profile import Profile
+from bms.profile import Profile, r0_soc_factor
 from hil.pack.layout import NS, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT
 
 R_GAS = 8.314462618  # J/(mol K)
@@ -122,7 +124,7 @@ class PackModelParams(NamedTuple):
     tau2_s: np.ndarray
     gamma: np.ndarray
     m0_v: np.ndarray
-    rsoc: np.ndarray  # (nS,) R0 factor over SOC
+    rsoc: np.ndarray  # (nT, nS) R0 factor over (T, SOC): profile F(T, z) x edge factor
     ocv_edge_slope_v: float  # OCV continues with this slope beyond the SOC grid (V per unit SOC)
     eta_chg: float
     # geometry
@@ -315,8 +317,9 @@ def build_params(profile: Profile, geometry: PackGeometry | None = None, spread:
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
 
     soc = f64(profile.soc)
-    rsoc = 1.0 + g.r_soc_lo_gain * np.exp(-soc / g.r_soc_lo_width) \
+    edge = 1.0 + g.r_soc_lo_gain * np.exp(-soc / g.r_soc_lo_width) \
         + g.r_soc_hi_gain * np.exp(-(1.0 - soc) / g.r_soc_hi_width)
+    rsoc = r0_soc_factor(profile) * edge[None, :]
 
     cap_as = 3600.0 * profile.capacity_ah * _positive_spread(rng, n, s.capacity_rel_sd)
     r_scale = _positive_spread(rng, n, s.resistance_rel_sd)
