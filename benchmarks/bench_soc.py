@@ -57,11 +57,10 @@ def numpy_ekf_step(p, tune, x, P, i_a, v, temp_c, dt):
         return (1 - wt) * lo + wt * hi, s
     ocv, docv = bil(p.ocv_v)
     m, dm = bil(p.hyst_v)
-    f, df = bil(p.r0_soc_factor)
+    f, _ = bil(p.r0_soc_factor)  # dF/dz left out of H, as in the kernel (bms.soc.ekf docstring)
     r0 = np.where(it_true > 0, it(p.r0_chg_ohm), it(p.r0_dis_ohm))
     y = ocv + m * x[:, IH] + it(p.m0_v) * x[:, IS] + x[:, IV1] + x[:, IV2] + r0 * f * it_true
-    H = np.stack([(docv + dm * x[:, IH] + r0 * df * it_true) / p.dsoc, np.ones(n), np.ones(n), m, -r0 * f],
-                 axis=1)
+    H = np.stack([(docv + dm * x[:, IH]) / p.dsoc, np.ones(n), np.ones(n), m, -r0 * f], axis=1)
     PH = np.einsum("nij,nj->ni", P, H)
     S = np.einsum("ni,ni->n", H, PH) + tune[T_RV]
     K = PH / S[:, None]
