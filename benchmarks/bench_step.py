@@ -130,7 +130,7 @@ def run() -> dict:
     w_kernel = median_seconds(kernel, repeat=5) / N_STEPS
     w_call = median_seconds(call_nb, repeat=5) / N_STEPS
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    est_every = int(round(prm.pp[L.P_EST_PERIOD_S] / DT_S))
+    est_every = int(round(prm.pp[L.P_TASK_SLOW_S] / DT_S))
     note = f"{n} cells, {DT_S * 1e3:g} ms step, EKF every {est_every} steps, CPU time; load average {load:.1f}"
     return {
         "step_cell_steps_per_s": figure(n / t_kernel, "cell-steps/s", note=note + " (target >= 10e6)"),

@@ -237,7 +237,7 @@ def numpy_step(st, inp, prm, dt):
         s[L.S_EST_Q_AS] += i_cell * dt
         st.est_v_acc[:] += inp.cell_v * dt
         st.est_ok[:] &= st.cell_ok
-        if s[L.S_EST_T_S] >= pp[L.P_EST_PERIOD_S] - 1e-9:
+        if s[L.S_EST_T_S] >= pp[L.P_TASK_SLOW_S] - 1e-9:
             tt = s[L.S_EST_T_S]
             numpy_ekf_step(prm.cell, prm.tune, st.x, st.P, s[L.S_EST_Q_AS] / tt, st.est_v_acc / tt, st.cell_t_c, tt)
             s[L.S_EST_T_S] = s[L.S_EST_Q_AS] = 0.0

@@ -1,12 +1,12 @@
 """The firmware step: estimation, diagnostics, state machine, balancing and limits in one
-compiled call per task period.
+compiled call per fast-task tick, running the fast / medium / slow tasks on their own periods.
 
     from bms import core
     prm = load_pack("heavy_duty_192s").params()
     st, inp = core.new_state(prm), core.new_inputs(prm)
     ... fill inp from decoded frames ...
     core.initialise(st, prm, inp)          # once, SOC from the rested voltages (unless restored)
-    core.step(st, inp, prm, dt_s)          # every task period; outputs in st.out / st.bleed
+    core.step(st, inp, prm, dt_s)          # every fast-task period; outputs in st.out / st.bleed
     run = core.bind(st, inp, prm); run(dt_s)   # the same without numba's per-call dispatch
 
 Array layouts (Inputs, State, outputs Y_*, parameters P_*): :mod:`bms.layout`.
@@ -26,7 +26,7 @@ import numpy as np
 from bms import layout as L
 from bms.balancing import balance_step
 from bms.contactors import MAINS, contactor_step
-from bms.diag import board_temp_mean, evaluate, isense_fresh, measure, vcu_fresh
+from bms.diag import board_temp_mean, evaluate, isense_fresh, measure_cells, measure_estimator, measure_fast, vcu_fresh
 from bms.diag_table import FAULTS, NF, NQ
 from bms.layout import Inputs, State
 from bms.limits import limits_step
@@ -59,10 +59,9 @@ def cell_temperatures(inp, st, prm):
 
 
 @nb.njit(cache=True)
-def _estimate(st, inp, prm, dt_s, i_cell):
-    """Multi-rate SOC estimation: accumulate the cell current and voltages of every fresh step;
-    once ``estimator_period_s`` is reached run the estimator with the period's means (a cell
-    stale at any sample of the period is passed as invalid, i.e. held)."""
+def _estimate_accumulate(st, inp, dt_s, i_cell):
+    """Fast task, fresh current only: accumulate the cell charge and cell voltages of the slow
+    task's period (a cell stale at any sample of the period is passed as invalid, i.e. held)."""
     s = st.s
     if s[L.S_EST_T_S] == 0.0:
         st.est_v_acc[:] = 0.0
@@ -72,13 +71,37 @@ def _estimate(st, inp, prm, dt_s, i_cell):
     for c in range(st.est_v_acc.shape[0]):
         st.est_v_acc[c] += inp.cell_v[c] * dt_s
         st.est_ok[c] = st.est_ok[c] and st.cell_ok[c]
+
+
+@nb.njit(cache=True)
+def _estimate_update(st, prm):
+    """Slow task: run the estimator with the period's mean cell current and voltages (skipped if
+    the current was stale all period); returns the mean cell current (0 if skipped)."""
+    s = st.s
     t = s[L.S_EST_T_S]
-    if t >= prm.pp[L.P_EST_PERIOD_S] - 1e-9:
-        for c in range(st.est_v_acc.shape[0]):
-            st.est_v_acc[c] /= t
-        estimator.soc_step(prm.est_kind, prm.cell, prm.tune, st.x, st.P, s[L.S_EST_Q_AS] / t, st.est_v_acc,
-                           st.cell_t_c, st.est_ok, t)
-        s[L.S_EST_T_S], s[L.S_EST_Q_AS] = 0.0, 0.0
+    if t <= 0.0:
+        return 0.0
+    for c in range(st.est_v_acc.shape[0]):
+        st.est_v_acc[c] /= t
+    i_mean = s[L.S_EST_Q_AS] / t
+    estimator.soc_step(prm.est_kind, prm.cell, prm.tune, st.x, st.P, i_mean, st.est_v_acc, st.cell_t_c, st.est_ok, t)
+    s[L.S_EST_T_S], s[L.S_EST_Q_AS] = 0.0, 0.0
+    return i_mean
+
+
+@nb.njit(cache=True)
+def _due(s, pp, task, period_index, dt_s):
+    """Scheduler of a periodic task: the time since its last run grows by ``dt_s``; the task is
+    due once that reaches its period (first call: at once, covering ``dt_s``). When due, the
+    covered time becomes the task's dt (``S_TASK_DT_S + task``) and the timer restarts."""
+    t = s[L.S_TASK_T_S + task]
+    t = dt_s if t < 0.0 else t + dt_s
+    if s[L.S_TASK_T_S + task] < 0.0 or t >= pp[period_index] - 1e-9:
+        s[L.S_TASK_DT_S + task] = t
+        s[L.S_TASK_T_S + task] = 0.0
+        return True
+    s[L.S_TASK_T_S + task] = t
+    return False
 
 
 @nb.njit(cache=True)
@@ -100,43 +123,61 @@ def check_shapes(st, inp, prm, dt_s):
 
 @nb.njit(cache=True)
 def step(st, inp, prm, dt_s):
-    """One task period of the firmware (no allocation, no I/O):
+    """One tick of the firmware, called every fast-task period (no allocation, no I/O). Three
+    tasks, each on its own period (pack ``[tasks]``; ``S_TASKS_RAN`` tells which ran):
 
-    1. reset-request edge; 2. measurement quantities and freshness (bms.diag.measure);
-    3. per-cell SOC estimator (bms.soc) on its slower period with the period's mean cell
-    current I_pack / n_parallel and voltages (paused while the current is stale), pack SOC
-    min / mean / max / display; 4. fault table (bms.diag.evaluate); 5. state machine and
-    contactors; 6. balancing; 7. limits.
+    * fast, every call (dt_s): reset-request edge, current / contactor / communication
+      quantities (bms.diag.measure_fast), coulomb count and the estimator's period sums;
+    * medium (its period): cell voltages and temperatures (bms.diag.measure_cells);
+    * slow (its period): SOC estimator (bms.soc) on the period's mean cell current I_pack /
+      n_parallel and mean voltages, pack SOC min / mean / max / display, capacity, estimator
+      plausibility (bms.diag.measure_estimator);
+    * then every call: the fault table rows of the tasks that ran (bms.diag.evaluate, each with
+      its task's dt), the state machine and contactors (fast); balancing and limits (medium).
     Outputs are written to ``st.out`` (Y_*) and ``st.bleed``. Arrays of another pack or a
     non-finite dt_s raise ValueError (:func:`check_shapes`)."""
     check_shapes(st, inp, prm, dt_s)
     s, u, pp, out = st.s, inp.u, prm.pp, st.out
     s[L.S_TIME_S] += dt_s
+    medium = _due(s, pp, L.T_MEDIUM, L.P_TASK_MEDIUM_S, dt_s)
+    slow = _due(s, pp, L.T_SLOW, L.P_TASK_SLOW_S, dt_s)
+    s[L.S_TASK_DT_S + L.T_FAST] = dt_s
+    ran = (1 << L.T_FAST) | ((1 << L.T_MEDIUM) if medium else 0) | ((1 << L.T_SLOW) if slow else 0)
+    s[L.S_TASKS_RAN] = ran
+    dt_med, dt_slow = s[L.S_TASK_DT_S + L.T_MEDIUM], s[L.S_TASK_DT_S + L.T_SLOW]
+    # ---- fast task: inputs
     vcu_ok = vcu_fresh(u, prm.diag)
     reset = vcu_ok and u[L.U_VCU_RESET] > 0.5
     s[L.S_RESET_EDGE] = 1.0 if (reset and s[L.S_RESET_PREV] == 0.0) else 0.0
     s[L.S_RESET_PREV] = 1.0 if reset else 0.0
-    measure(inp, st, prm, dt_s)
+    measure_fast(inp, st, prm, dt_s)
     i_ok = isense_fresh(u, prm.diag)
     i_a = u[L.U_PACK_I_A] if i_ok else math.nan
     hv_ok = i_ok and u[L.U_HV_VALID] > 0.5
     n_par = pp[L.P_N_PARALLEL]
-    cell_temperatures(inp, st, prm)
-    i_cell = i_a / n_par if i_ok else 0.0
+    # ---- medium task: cells
+    if medium:
+        measure_cells(inp, st, prm, dt_med)
     if i_ok:
         s[L.S_SOC_COUNT] += i_a * dt_s / 3600.0
-        _estimate(st, inp, prm, dt_s, i_cell)
-    pack_soc_step(st.x[:, IZ], i_cell, pp[L.P_CELL_CAPACITY_AH], dt_s, pp[L.P_SOC_RATE_PER_S], SOC_DISPLAY_K_RATE,
-                  pp[L.P_BAL_REST_A] / n_par, s[L.S_SOC_DISPLAY:L.S_SOC_DISPLAY + 1],
-                  out[L.Y_SOC_MIN:L.Y_SOC_DISPLAY + 1])
-    cap = np.inf
-    for c in range(st.x.shape[0]):
-        cap = min(cap, st.x[c, ICAP])
-    s[L.S_CAPACITY_AH] = cap
-    out[L.Y_CAPACITY_AH] = cap * n_par
+        _estimate_accumulate(st, inp, dt_s, i_a / n_par)
+    # ---- slow task: SOC, SOH
+    if slow:
+        cell_temperatures(inp, st, prm)
+        i_mean = _estimate_update(st, prm)
+        pack_soc_step(st.x[:, IZ], i_mean, pp[L.P_CELL_CAPACITY_AH], dt_slow, pp[L.P_SOC_RATE_PER_S],
+                      SOC_DISPLAY_K_RATE, pp[L.P_BAL_REST_A] / n_par, s[L.S_SOC_DISPLAY:L.S_SOC_DISPLAY + 1],
+                      out[L.Y_SOC_MIN:L.Y_SOC_DISPLAY + 1])
+        cap = np.inf
+        for c in range(st.x.shape[0]):
+            cap = min(cap, st.x[c, ICAP])
+        s[L.S_CAPACITY_AH] = cap
+        out[L.Y_CAPACITY_AH] = cap * n_par
+        measure_estimator(st, prm)
+    # ---- decisions: fault rows of the tasks that ran; state machine (fast)
     mains_open = (int(s[L.S_CONTACTORS]) & MAINS) == 0
-    sev, react, der_c, der_d, fbits, wbits = evaluate(st, prm.diag, dt_s, s[L.S_RESET_EDGE] > 0.0,
-                                                      u[L.U_SERVICE_RESET] > 0.5, mains_open)
+    sev, react, der_c, der_d, fbits, wbits = evaluate(st, prm.diag, s[L.S_TASK_DT_S:L.S_TASK_DT_S + L.NT], ran,
+                                                      s[L.S_RESET_EDGE] > 0.0, u[L.U_SERVICE_RESET] > 0.5, mains_open)
     s[L.S_REACT], s[L.S_DERATE_CHG], s[L.S_DERATE_DIS] = react, der_c, der_d
     any_held = False
     for f in range(st.fst.shape[0]):
@@ -145,10 +186,13 @@ def step(st, inp, prm, dt_s):
     i_abs = abs(i_a) if i_ok else np.inf
     contactor_step(st, inp, prm, dt_s, sev, react, i_abs, vcu_ok, hv_ok, any_held)
     state = int(s[L.S_STATE])
-    out[L.Y_N_BLEEDING] = balance_step(st, inp, prm, dt_s, i_a, state, sev, st.x[:, IZ])
     cmd = int(s[L.S_CONTACTORS])
-    pack_v = u[L.U_PACK_V] if hv_ok else out[L.Y_CELL_V_SUM]
-    limits_step(st, prm, dt_s, state, (cmd & MAINS) == MAINS, der_c, der_d, out[L.Y_SOC_MIN], out[L.Y_SOC_MAX], pack_v)
+    # ---- medium task: balancing, limits
+    if medium:
+        out[L.Y_N_BLEEDING] = balance_step(st, inp, prm, dt_med, i_a, state, sev, st.x[:, IZ])
+        pack_v = u[L.U_PACK_V] if hv_ok else out[L.Y_CELL_V_SUM]
+        limits_step(st, prm, dt_med, state, (cmd & MAINS) == MAINS, der_c, der_d, out[L.Y_SOC_MIN], out[L.Y_SOC_MAX],
+                    pack_v)
     out[L.Y_STATE] = state
     out[L.Y_CONTACTORS] = cmd
     out[L.Y_FAULT_BITS] = fbits
@@ -186,6 +230,7 @@ def new_state(prm: PackParams) -> State:
     s[L.S_SOC_DISPLAY] = -1.0
     s[L.S_CRIT_T_S] = -1.0
     s[L.S_CAPACITY_AH] = prm.cell.capacity_ah
+    s[L.S_TASK_T_S:L.S_TASK_T_S + L.NT] = -1.0  # every task is released at the first tick
     out = np.full(L.NY, np.nan)
     out[[L.Y_STATE, L.Y_CONTACTORS, L.Y_FAULT_BITS, L.Y_WARN_BITS, L.Y_SEVERITY, L.Y_N_BLEEDING]] = 0.0
     out[[L.Y_I_CHG_LIM_A, L.Y_I_DIS_LIM_A, L.Y_P_CHG_LIM_W, L.Y_P_DIS_LIM_W]] = 0.0

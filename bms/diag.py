@@ -1,9 +1,11 @@
 """Diagnostics: measure the table's quantities, then evaluate every fault entry generically.
 
-``measure`` computes one value per quantity of :data:`bms.diag_table.QUANTITIES` (and marks
-which cells and sensors are fresh); ``evaluate`` runs the same loop over every row of the
-table (levels with hysteresis, debounce, latch, recovery) and folds the reactions. No fault
-has its own code branch in ``evaluate``.
+``measure_fast`` / ``measure_cells`` / ``measure_estimator`` compute the quantities of
+:data:`bms.diag_table.QUANTITIES` that belong to the fast / medium / slow task
+(:data:`bms.diag_table.QUANTITY_TASK`; ``measure_cells`` also marks which cells and sensors are
+fresh); ``evaluate`` runs the same loop over the rows of the tasks that ran (levels with
+hysteresis, debounce, latch, recovery, each with its task's dt) and folds the reactions of all
+rows. No fault has its own code branch in ``evaluate``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numba as nb
 import numpy as np
 
 from bms import layout as L
-from bms.diag_table import QTY
+from bms.diag_table import QTASK, QTY
 from bms.soc.layout import ICAP, IEBAR, IZ
 
 Q_CELL_V_MAX, Q_CELL_V_MIN = QTY["cell_v_max"], QTY["cell_v_min"]
@@ -63,14 +65,76 @@ def board_temp_mean(inp, st, prm, b):
 
 
 @nb.njit(cache=True)
-def measure(inp, st, prm, dt_s):
-    """Fill ``st.q`` / ``st.qloc`` with the quantities of the fault table and the freshness masks
-    ``st.cell_ok`` / ``st.temp_ok``; update the I^2 filters y += (1 - exp(-dt/tau)) (I^2 - y) and
-    the stuck-reading timers. Min/max cell voltage and temperature go to ``st.out``."""
-    pp, diag, q, ql, s, out, u = prm.pp, prm.diag, st.q, st.qloc, st.s, st.out, inp.u
-    q[:] = NAN
-    ql[:] = -1.0
+def _clear(q, ql, task):
+    """Mark the quantities of ``task`` absent before it measures them again."""
+    for i in range(q.shape[0]):
+        if QTASK[i] == task:
+            q[i] = NAN
+            ql[i] = -1.0
+
+
+@nb.njit(cache=True)
+def measure_fast(inp, st, prm, dt_s):
+    """Fast task: current, I^2 filters y += (1 - exp(-dt/tau)) (I^2 - y), current plausibility,
+    ages of the boards, the current sensor (with the contactor feedback) and the vehicle request,
+    contactor feedback mismatch, weld ratio, precharge attempts."""
+    pp, diag, q, ql, s, u = prm.pp, prm.diag, st.q, st.qloc, st.s, inp.u
+    _clear(q, ql, L.T_FAST)
+    i_fresh = isense_fresh(u, diag)
+    i_a = u[L.U_PACK_I_A] if i_fresh else NAN
+    isense_stale = diag[L.F_COMM_ISENSE, L.D_WARN]
+    fb_ok = u[L.U_CONTACTOR_FB_VALID] > 0.5 and u[L.U_CONTACTOR_FB_AGE_S] < isense_stale
+    q[Q_ISENSE_AGE] = max(_age(u[L.U_ISENSE_VALID] > 0.5, u[L.U_ISENSE_AGE_S], isense_stale),
+                          _age(u[L.U_CONTACTOR_FB_VALID] > 0.5, u[L.U_CONTACTOR_FB_AGE_S], isense_stale))
+    vcu_stale = diag[L.F_COMM_VCU, L.D_WARN]
+    q[Q_VCU_AGE] = _age(u[L.U_VCU_VALID] > 0.5, u[L.U_VCU_AGE_S], vcu_stale)
     cmu_stale = diag[L.F_COMM_CMU, L.D_WARN]
+    age = 0.0
+    for b in range(inp.board_age_s.shape[0]):
+        a = _age(inp.board_valid[b], inp.board_age_s[b], cmu_stale)
+        if a > age or b == 0:
+            age = a
+            ql[Q_CMU_AGE] = b
+    q[Q_CMU_AGE] = age
+    cmd = int(s[L.S_CONTACTORS])
+    fb = int(u[L.U_CONTACTOR_FB]) if fb_ok else cmd  # stale feedback: COMM_ISENSE acts, no mismatch is read
+    all_open = (cmd & 7) == 0 and (fb & 7) == 0 and s[L.S_CMD_T_S] >= pp[L.P_CONT_SETTLE_S]
+    if i_fresh:
+        q[Q_I_CHG] = max(i_a, 0.0)
+        q[Q_I_DIS] = max(-i_a, 0.0)
+        a = 1.0 - math.exp(-dt_s / pp[L.P_I2T_TAU_S])
+        s[L.S_I2_CHG] += a * (max(i_a, 0.0) ** 2 - s[L.S_I2_CHG])
+        s[L.S_I2_DIS] += a * (min(i_a, 0.0) ** 2 - s[L.S_I2_DIS])
+        err = abs(i_a) if all_open else 0.0
+        if abs(i_a) >= pp[L.P_I_RANGE_A]:
+            err = np.inf
+        q[Q_ISENSE_ERR] = err
+    elif u[L.U_ISENSE_VALID] > 0.5 and u[L.U_ISENSE_AGE_S] < isense_stale:
+        q[Q_ISENSE_ERR] = np.inf  # a valid frame carrying a non-finite current
+    q[Q_I2T_CHG] = math.sqrt(s[L.S_I2_CHG]) / pp[L.P_I2T_CHG_RATED_A]
+    q[Q_I2T_DIS] = math.sqrt(s[L.S_I2_DIS]) / pp[L.P_I2T_DIS_RATED_A]
+    hv_ok = u[L.U_HV_VALID] > 0.5 and i_fresh
+    # --- contactors
+    if fb_ok and s[L.S_CMD_T_S] >= pp[L.P_CONT_SETTLE_S]:
+        x = (cmd ^ fb) & 7
+        q[Q_CONT_MISMATCH] = (x & 1) + ((x >> 1) & 1) + ((x >> 2) & 1)
+    mains_open = (cmd & (L.K_NEG | L.K_POS)) == 0
+    if mains_open and s[L.S_OPEN_T_S] >= pp[L.P_WELD_CHECK_S] and hv_ok and u[L.U_PACK_V] > 1.0:
+        q[Q_WELD] = u[L.U_BUS_V] / u[L.U_PACK_V]
+    q[Q_PRE_FAILS] = s[L.S_PRE_ATTEMPTS]
+
+
+@nb.njit(cache=True)
+def measure_cells(inp, st, prm, dt_s):
+    """Medium task: freshness masks ``st.cell_ok`` / ``st.temp_ok``, min / max / spread of cell
+    voltages and temperatures (temperatures split by charging), open sense wires, stuck-reading
+    timers; min/max cell voltage and temperature and the cell sum go to ``st.out``."""
+    pp, diag, q, ql, s, out, u = prm.pp, prm.diag, st.q, st.qloc, st.s, st.out, inp.u
+    _clear(q, ql, L.T_MEDIUM)
+    cmu_stale = diag[L.F_COMM_CMU, L.D_WARN]
+    i_fresh = isense_fresh(u, diag)
+    i_a = u[L.U_PACK_I_A] if i_fresh else NAN
+    charging = (i_a > pp[L.P_CHG_DETECT_A]) if i_fresh else (s[L.S_STATE] == L.ST_CHARGE)
     # --- cell voltages
     n = inp.cell_v.shape[0]
     vmax, vmin, vsum, n_ok, imax, imin = -np.inf, np.inf, 0.0, 0, -1, -1
@@ -89,13 +153,6 @@ def measure(inp, st, prm, dt_s):
             vmax, imax = v, c
         if v < vmin:
             vmin, imin = v, c
-    age = 0.0
-    for b in range(inp.board_age_s.shape[0]):
-        a = _age(inp.board_valid[b], inp.board_age_s[b], cmu_stale)
-        if a > age or b == 0:
-            age = a
-            ql[Q_CMU_AGE] = b
-    q[Q_CMU_AGE] = age
     out[L.Y_CELL_V_SUM] = vsum if all_fresh else NAN
     if n_ok > 0:
         q[Q_CELL_V_MAX], ql[Q_CELL_V_MAX] = vmax, imax
@@ -117,35 +174,7 @@ def measure(inp, st, prm, dt_s):
                 if w > best:
                     best, loc = w, c
         q[Q_SENSE_WIRE], ql[Q_SENSE_WIRE] = best, loc
-    # --- current sensor, pack and bus voltage
-    i_fresh = isense_fresh(u, diag)
-    i_a = u[L.U_PACK_I_A] if i_fresh else NAN
-    isense_stale = diag[L.F_COMM_ISENSE, L.D_WARN]
-    fb_ok = u[L.U_CONTACTOR_FB_VALID] > 0.5 and u[L.U_CONTACTOR_FB_AGE_S] < isense_stale
-    q[Q_ISENSE_AGE] = max(_age(u[L.U_ISENSE_VALID] > 0.5, u[L.U_ISENSE_AGE_S], isense_stale),
-                          _age(u[L.U_CONTACTOR_FB_VALID] > 0.5, u[L.U_CONTACTOR_FB_AGE_S], isense_stale))
-    vcu_stale = diag[L.F_COMM_VCU, L.D_WARN]
-    q[Q_VCU_AGE] = _age(u[L.U_VCU_VALID] > 0.5, u[L.U_VCU_AGE_S], vcu_stale)
-    charging = (i_a > pp[L.P_CHG_DETECT_A]) if i_fresh else (s[L.S_STATE] == L.ST_CHARGE)
-    cmd = int(s[L.S_CONTACTORS])
-    fb = int(u[L.U_CONTACTOR_FB]) if fb_ok else cmd  # stale feedback: COMM_ISENSE acts, no mismatch is read
-    all_open = (cmd & 7) == 0 and (fb & 7) == 0 and s[L.S_CMD_T_S] >= pp[L.P_CONT_SETTLE_S]
-    if i_fresh:
-        q[Q_I_CHG] = max(i_a, 0.0)
-        q[Q_I_DIS] = max(-i_a, 0.0)
-        a = 1.0 - math.exp(-dt_s / pp[L.P_I2T_TAU_S])
-        s[L.S_I2_CHG] += a * (max(i_a, 0.0) ** 2 - s[L.S_I2_CHG])
-        s[L.S_I2_DIS] += a * (min(i_a, 0.0) ** 2 - s[L.S_I2_DIS])
-        err = abs(i_a) if all_open else 0.0
-        if abs(i_a) >= pp[L.P_I_RANGE_A]:
-            err = np.inf
-        q[Q_ISENSE_ERR] = err
-    elif u[L.U_ISENSE_VALID] > 0.5 and u[L.U_ISENSE_AGE_S] < isense_stale:
-        q[Q_ISENSE_ERR] = np.inf  # a valid frame carrying a non-finite current
-    q[Q_I2T_CHG] = math.sqrt(s[L.S_I2_CHG]) / pp[L.P_I2T_CHG_RATED_A]
-    q[Q_I2T_DIS] = math.sqrt(s[L.S_I2_DIS]) / pp[L.P_I2T_DIS_RATED_A]
-    hv_ok = u[L.U_HV_VALID] > 0.5 and i_fresh
-    if hv_ok and all_fresh:
+    if u[L.U_HV_VALID] > 0.5 and i_fresh and all_fresh:
         q[Q_PACK_V_DIFF] = abs(vsum - u[L.U_PACK_V])
     # --- stuck readings: the current moved by stuck_di_a but the reading stayed within stuck_dv_v
     smax, sloc = 0.0, -1
@@ -192,15 +221,13 @@ def measure(inp, st, prm, dt_s):
     else:
         out[L.Y_TEMP_MAX_C], out[L.Y_TEMP_MIN_C] = NAN, NAN
         out[L.Y_TEMP_MAX_IDX], out[L.Y_TEMP_MIN_IDX] = -1.0, -1.0
-    # --- contactors
-    if fb_ok and s[L.S_CMD_T_S] >= pp[L.P_CONT_SETTLE_S]:
-        x = (cmd ^ fb) & 7
-        q[Q_CONT_MISMATCH] = (x & 1) + ((x >> 1) & 1) + ((x >> 2) & 1)
-    mains_open = (cmd & (L.K_NEG | L.K_POS)) == 0
-    if mains_open and s[L.S_OPEN_T_S] >= pp[L.P_WELD_CHECK_S] and hv_ok and u[L.U_PACK_V] > 1.0:
-        q[Q_WELD] = u[L.U_BUS_V] / u[L.U_PACK_V]
-    q[Q_PRE_FAILS] = s[L.S_PRE_ATTEMPTS]
-    # --- estimator plausibility (mean innovation, capacity)
+
+
+@nb.njit(cache=True)
+def measure_estimator(st, prm):
+    """Slow task: estimator plausibility (largest mean voltage innovation, capacity error)."""
+    pp, q, ql = prm.pp, st.q, st.qloc
+    _clear(q, ql, L.T_SLOW)
     err, loc, cerr, cloc = 0.0, -1, 0.0, -1
     for c in range(st.x.shape[0]):
         e = abs(st.x[c, IEBAR]) if math.isfinite(st.x[c, IZ]) and math.isfinite(st.x[c, IEBAR]) else np.inf
@@ -214,60 +241,25 @@ def measure(inp, st, prm, dt_s):
 
 
 @nb.njit(cache=True)
-def evaluate(st, diag, dt_s, reset_edge, service_reset, mains_open):
-    """Evaluate every table row on its quantity q = st.q[D_QTY]:
+def evaluate(st, diag, task_dt, ran, reset_edge, service_reset, mains_open):
+    """Evaluate the table rows of the tasks that ran (bit 1 << T_* of ``ran``; the row's task is
+    D_TASK, its time step ``task_dt[task]``) on their quantity q = st.q[D_QTY]:
 
     level k (1 warning, 2 fault, 3 critical) is present while dir*(q - thr_k) > 0, and, once on,
     until dir*(q - (thr_k - dir*hyst)) <= 0; a present level counts up its debounce counter
     (c += dt), an absent one resets it (DEB_TIME) or counts down (DEB_COUNTER, c -= ratio*dt);
     the level turns on when c >= debounce. Reaching FAULT holds the entry (FS_LATCHED); the hold
     is released after the condition has been gone for heal_s and the recovery rule holds
-    (entries without latch: heal_s alone). Returns (highest severity, reaction bits, derate_chg,
-    derate_dis, fault bits, warning bits)."""
+    (entries without latch: heal_s alone); releases are checked at every call (a reset request
+    is seen by every row). Returns (highest severity, reaction bits, derate_chg, derate_dis,
+    fault bits, warning bits) over all rows."""
     fst, fcnt, q = st.fst, st.fcnt, st.q
     sev_max, react, der_c, der_d, fbits, wbits = 0, 0, 1.0, 1.0, 0, 0
     for f in range(diag.shape[0]):
-        qi = int(diag[f, L.D_QTY])
-        v = q[qi]
-        fst[f, L.FS_Q] = v
-        fst[f, L.FS_LOC] = st.qloc[qi]
-        d = diag[f, L.D_DIR]
-        hyst = diag[f, L.D_HYST]
-        prev_level = fst[f, L.FS_LEVEL]
-        level = 0
-        for k in range(1, 4):
-            thr = diag[f, L.D_WARN + k - 1]
-            if math.isnan(thr):
-                continue
-            was = prev_level >= k
-            if math.isnan(v):
-                present = False
-            elif was:
-                present = d * (v - (thr - d * hyst)) > 0.0
-            else:
-                present = d * (v - thr) > 0.0
-            deb = diag[f, L.D_CRIT_DEB_S] if k == 3 else diag[f, L.D_DEB_S]
-            c = fcnt[f, k - 1]
-            if present:
-                c = min(c + dt_s, deb + dt_s)
-            elif diag[f, L.D_DEB_KIND] == L.DEB_COUNTER:
-                c = max(c - diag[f, L.D_DOWN_RATIO] * dt_s, 0.0)
-            else:
-                c = 0.0
-            fcnt[f, k - 1] = c
-            if present and (was or c >= deb - 1e-9):
-                level = k
-        fst[f, L.FS_LEVEL] = level
-        if level >= L.SEV_FAULT:
-            if fst[f, L.FS_LATCHED] == 0.0:
-                fst[f, L.FS_COUNT] += 1.0
-            fst[f, L.FS_LATCHED] = 1.0
-            if level == L.SEV_CRITICAL:
-                fst[f, L.FS_LATCHED_CRIT] = 1.0
-            fst[f, L.FS_HEAL_S] = 0.0
-        else:
-            fst[f, L.FS_HEAL_S] += dt_s
-        if fst[f, L.FS_LATCHED] > 0.0 and level < L.SEV_FAULT and fst[f, L.FS_HEAL_S] >= diag[f, L.D_HEAL_S] - 1e-9:
+        task = int(diag[f, L.D_TASK])
+        if (ran >> task) & 1:
+            _update_row(fst, fcnt, q, st.qloc, diag, f, task_dt[task])
+        if fst[f, L.FS_LATCHED] > 0.0 and fst[f, L.FS_LEVEL] < L.SEV_FAULT and fst[f, L.FS_HEAL_S] >= diag[f, L.D_HEAL_S] - 1e-9:
             rule = int(diag[f, L.D_RECOVER])
             if diag[f, L.D_LATCH] == 0.0 or rule == L.RC_AUTO:
                 release = True
@@ -280,7 +272,7 @@ def evaluate(st, diag, dt_s, reset_edge, service_reset, mains_open):
             if release:
                 fst[f, L.FS_LATCHED] = 0.0
                 fst[f, L.FS_LATCHED_CRIT] = 0.0
-        sev = level
+        sev = int(fst[f, L.FS_LEVEL])
         if fst[f, L.FS_LATCHED_CRIT] > 0.0:
             sev = L.SEV_CRITICAL
         elif fst[f, L.FS_LATCHED] > 0.0:
@@ -300,3 +292,48 @@ def evaluate(st, diag, dt_s, reset_edge, service_reset, mains_open):
                 der_d = min(der_d, diag[f, L.D_DERATE_DIS])
         sev_max = max(sev_max, sev)
     return sev_max, react, der_c, der_d, fbits, wbits
+
+
+@nb.njit(cache=True)
+def _update_row(fst, fcnt, q, qloc, diag, f, dt_s):
+    """Levels, debounce counters, latch and heal timer of row ``f`` over ``dt_s`` (see evaluate)."""
+    qi = int(diag[f, L.D_QTY])
+    v = q[qi]
+    fst[f, L.FS_Q] = v
+    fst[f, L.FS_LOC] = qloc[qi]
+    d = diag[f, L.D_DIR]
+    hyst = diag[f, L.D_HYST]
+    prev_level = fst[f, L.FS_LEVEL]
+    level = 0
+    for k in range(1, 4):
+        thr = diag[f, L.D_WARN + k - 1]
+        if math.isnan(thr):
+            continue
+        was = prev_level >= k
+        if math.isnan(v):
+            present = False
+        elif was:
+            present = d * (v - (thr - d * hyst)) > 0.0
+        else:
+            present = d * (v - thr) > 0.0
+        deb = diag[f, L.D_CRIT_DEB_S] if k == 3 else diag[f, L.D_DEB_S]
+        c = fcnt[f, k - 1]
+        if present:
+            c = min(c + dt_s, deb + dt_s)
+        elif diag[f, L.D_DEB_KIND] == L.DEB_COUNTER:
+            c = max(c - diag[f, L.D_DOWN_RATIO] * dt_s, 0.0)
+        else:
+            c = 0.0
+        fcnt[f, k - 1] = c
+        if present and (was or c >= deb - 1e-9):
+            level = k
+    fst[f, L.FS_LEVEL] = level
+    if level >= L.SEV_FAULT:
+        if fst[f, L.FS_LATCHED] == 0.0:
+            fst[f, L.FS_COUNT] += 1.0
+        fst[f, L.FS_LATCHED] = 1.0
+        if level == L.SEV_CRITICAL:
+            fst[f, L.FS_LATCHED_CRIT] = 1.0
+        fst[f, L.FS_HEAL_S] = 0.0
+    else:
+        fst[f, L.FS_HEAL_S] += dt_s

@@ -51,6 +51,15 @@ QUANTITIES: tuple[tuple[str, str, str], ...] = (
 )
 QTY = {name: i for i, (name, _, _) in enumerate(QUANTITIES)}
 NQ = len(QUANTITIES)
+# the task (bms.layout.T_*) measuring each quantity; the entries on it are evaluated on that task's period
+_MEDIUM = ("cell_v_max", "cell_v_min", "temp_max_chg", "temp_max_dis", "temp_min_chg", "temp_min_dis",
+           "cell_v_spread", "temp_spread", "pack_v_diff", "sense_wire", "temp_raw_min", "temp_raw_max",
+           "stuck_s")
+_SLOW = ("soc_innovation", "capacity_err")
+QUANTITY_TASK = {name: L.T_MEDIUM if name in _MEDIUM else L.T_SLOW if name in _SLOW else L.T_FAST
+                 for name, _, _ in QUANTITIES}
+assert set(_MEDIUM + _SLOW) <= set(QTY), "task table names an unknown quantity"
+QTASK = np.array([QUANTITY_TASK[name] for name, _, _ in QUANTITIES], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,7 @@ def diag_array(numbers: dict[str, FaultNumbers]) -> np.ndarray:
         d[f.id, L.D_LATCH] = 1.0 if f.latch else 0.0
         d[f.id, L.D_RECOVER] = f.recovery
         d[f.id, L.D_PERSIST] = 1.0 if f.persistent else 0.0
+        d[f.id, L.D_TASK] = QUANTITY_TASK[f.quantity]
     return d
 
 

@@ -55,8 +55,13 @@ def render(pack: Pack) -> str:
         )
     lines += ["", "## What each fault means", ""]
     lines += [f"- **{f.id} {f.name}**: {f.text}." for f in T.FAULTS]
-    lines += ["", "## Measured quantities", "", "| quantity | unit | how it is measured |", "|---|---|---|"]
-    lines += [f"| `{name}` | {unit} | {text} |" for name, unit, text in T.QUANTITIES]
+    periods = [pack.pp[i] for i in (L.P_TASK_FAST_S, L.P_TASK_MEDIUM_S, L.P_TASK_SLOW_S)]
+    lines += ["", "## Measured quantities", "",
+              "Each quantity is measured, and its entries evaluated (debounce counted in that task's period), by one",
+              "firmware task (docs/firmware-step.md).", "",
+              "| quantity | unit | task | how it is measured |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {unit} | {L.TASK_NAMES[T.QUANTITY_TASK[name]]} ({periods[T.QUANTITY_TASK[name]]:g} s) | {text} |"
+              for name, unit, text in T.QUANTITIES]
     lines += ["", "## Reactions", "",
               "- derate: the charge / discharge current limits are multiplied by the entry's factors (smallest over active faults);",
               "- forbid closing: the state machine does not leave STANDBY (STANDBY goes to ERROR);",

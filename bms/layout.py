@@ -145,7 +145,21 @@ S_SOC_COUNT = 25       # coulomb count of the pack current since start, Ah
 S_OPENING = 26         # 1 while the contactors are to open (waiting for the break current)
 S_EST_T_S = 27         # time accumulated towards the next estimator update, s
 S_EST_Q_AS = 28        # cell charge accumulated over it, A s (its mean current drives the update)
-NS = 29
+S_TASK_T_S = 29        # (NT slots, + T_*) time since task k last ran, s (-1: never ran, released at once)
+S_TASK_DT_S = 32       # (NT slots, + T_*) period task k covered at its last run, s (its dt)
+S_TASKS_RAN = 35       # bits 1 << T_* of the tasks run in the last step
+NS = 36
+
+# ---- tasks: the step is called every fast period; the others run when their period is reached --------
+T_FAST, T_MEDIUM, T_SLOW = 0, 1, 2
+NT = 3
+TASK_NAMES = ("fast", "medium", "slow")
+TASK_TEXT = (
+    "current, pack/bus voltage, contactor feedback, communication ages (boards too), I2t, state machine, contactors",
+    "cell voltages and temperatures (min/max, spreads, sense wires, stuck readings), balancing, limits",
+    "SOC estimation (period means of current and cell voltages), pack SOC / displayed SOC, capacity (SOH), "
+    "estimator plausibility",
+)
 
 # ---- fault status columns (state.fst, shape (NF, NFS)) ---------------------------------------
 FS_LEVEL = 0           # debounced severity of the condition now (0..3)
@@ -193,7 +207,8 @@ D_DERATE_DIS = 13
 D_LATCH = 14
 D_RECOVER = 15
 D_PERSIST = 16
-ND = 17
+D_TASK = 17            # task T_* that measures the entry's quantity and evaluates the entry
+ND = 18
 
 # ---- scalar pack parameters (params.pp) --------------------------------------------------------
 P_N_SERIES = 0
@@ -248,8 +263,10 @@ P_BAL_T_MAX_C = 48
 P_BAL_T_HYST_K = 49
 P_MEAS_PERIOD_S = 50
 P_MEAS_WINDOW_S = 51
-P_EST_PERIOD_S = 52     # the SOC estimator runs on this slower task period
-NPP = 53
+P_TASK_SLOW_S = 52      # task periods, s (pack TOML [tasks]); the SOC estimator runs on the slow one
+P_TASK_FAST_S = 53
+P_TASK_MEDIUM_S = 54
+NPP = 55
 PP_NAMES = (
     "N_SERIES", "N_PARALLEL", "N_BOARDS", "N_TEMPS", "CELL_CAPACITY_AH", "I_RANGE_A", "I_CHG_MAX_A",
     "I_DIS_MAX_A", "P_CHG_MAX_W", "P_DIS_MAX_W", "V_CHG_CELL_V", "V_DIS_CELL_V", "RAMP_UP_A_S",
@@ -259,7 +276,8 @@ PP_NAMES = (
     "T_SHORT_C", "STUCK_DV_V", "STUCK_DI_A", "BAL_MODE", "BAL_STATES", "BAL_MAX_PER_BOARD",
     "BAL_START_SOC", "BAL_STOP_SOC", "BAL_START_V", "BAL_STOP_V", "BAL_V_MIN_V", "BAL_SOC_TOP",
     "BAL_REST_A", "BAL_REST_S", "BAL_R_OHM", "BAL_C_J_K", "BAL_G_W_K", "BAL_T_MAX_C",
-    "BAL_T_HYST_K", "MEAS_PERIOD_S", "MEAS_WINDOW_S", "EST_PERIOD_S",
+    "BAL_T_HYST_K", "MEAS_PERIOD_S", "MEAS_WINDOW_S", "TASK_SLOW_S",
+    "TASK_FAST_S", "TASK_MEDIUM_S",
 )
 
 # balancing modes

@@ -175,7 +175,13 @@ def load_pack(name_or_path: str | Path, profile: Profile | None = None) -> Pack:
     ns = pk.integer("n_series", 1, 1000)
     npar = pk.integer("n_parallel", 1, 100)
     est = pk.string("estimator", "ekf", choices=EST_NAMES)
-    est_period_s = pk.number("estimator_period_s", 0.0, 10.0)
+    tk = root.section("tasks")
+    fast_s = tk.number("fast_s", 1e-4, 1.0)
+    medium_s = tk.number("medium_s", fast_s, 10.0)
+    slow_s = tk.number("slow_s", medium_s, 60.0)
+    for key, val in (("medium_s", medium_s), ("slow_s", slow_s)):
+        if abs(val / fast_s - round(val / fast_s)) > 1e-6:
+            raise ConfigError(path, f"tasks.{key}", f"is {val} s", f"a whole multiple of tasks.fast_s ({fast_s} s)")
     bd = root.section("boards")
     nb = bd.integer("count", 1, 100)
     cpb = bd.integer("cells_per_board", 1, 64)
@@ -186,7 +192,7 @@ def load_pack(name_or_path: str | Path, profile: Profile | None = None) -> Pack:
     pp = np.zeros(L.NPP)
     pp[L.P_N_SERIES], pp[L.P_N_PARALLEL], pp[L.P_N_BOARDS], pp[L.P_N_TEMPS] = ns, npar, nb, nb * tpb
     pp[L.P_CELL_CAPACITY_AH] = prof.capacity_ah
-    pp[L.P_EST_PERIOD_S] = est_period_s
+    pp[L.P_TASK_FAST_S], pp[L.P_TASK_MEDIUM_S], pp[L.P_TASK_SLOW_S] = fast_s, medium_s, slow_s
     cs = root.section("current_sensor")
     pp[L.P_I_RANGE_A] = cs.number("range_a", 1.0, 1e5)
     ct = root.section("contactors")

@@ -17,6 +17,7 @@ from pathlib import Path
 from cantools.database.can import Database, Message
 
 from bms import diag_table as T
+from bms import layout as L
 from bms.can.dbc import DEFAULT_DBC_PATH, database, e2e_signals, multiplexer_signal
 from bms.config import ConfigError, Section, load_toml
 from bms.pack import Pack, load_pack
@@ -145,6 +146,18 @@ class _Checker:
         if signal not in {s.name for s in msg.signals}:
             raise ConfigError(self.path, key, f"names signal {signal!r}, which is not in message {message!r}")
         return Ref(message, signal)
+
+
+def _tick(path: Path, mp: Section, pk: Pack) -> float:
+    """The node's tick: the pack's fast task period (``[tasks] fast_s``); a map may restate it
+    as ``step_period_s`` only with the same value."""
+    fast_s = float(pk.pp[L.P_TASK_FAST_S])
+    if mp.has("step_period_s"):
+        given = mp.number("step_period_s", 1e-4, 1.0)
+        if abs(given - fast_s) > 1e-12:
+            raise ConfigError(path, "map.step_period_s", f"is {given} s, the pack's fast task period is {fast_s} s",
+                              "no step_period_s (the pack's [tasks] fast_s is the tick)")
+    return fast_s
 
 
 def _string(sec: Section, key: str, required: bool = True) -> str | None:
@@ -313,7 +326,7 @@ def load_map(name_or_path: str | Path = DEFAULT_MAP, pack: Pack | str | None = N
             raise ConfigError(path, "inputs", f"reads {name}, which {node} sends itself")
     return SignalMap(
         path=path, db=db, dbc_path=dbc_path, pack=pk, node=node,
-        step_period_s=mp.number("step_period_s", 1e-4, 1.0),
+        step_period_s=_tick(path, mp, pk),
         timeout_cycles=mp.number("timeout_cycles", 1.0, 100.0),
         max_counter_delta=mp.integer("max_counter_delta", 1, 14),
         cells=cells, temps=temps, board_status=board_status, board_messages=board_messages,

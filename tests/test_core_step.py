@@ -171,3 +171,56 @@ def test_wrong_arrays_or_time_step_are_rejected():
         core.step(stt, short, prm, DT)
     with pytest.raises(ValueError, match="state does not match"):
         core.step(stt._replace(bleed=np.zeros(10, dtype=np.bool_)), inp, prm, DT)
+
+
+def _task_periods(prm):
+    return [prm.pp[i] for i in (L.P_TASK_FAST_S, L.P_TASK_MEDIUM_S, L.P_TASK_SLOW_S)]
+
+
+def test_tasks_run_on_their_own_periods():
+    """Called every 10 ms for 2 s: the fast task runs every tick, the medium one every 10th tick,
+    the slow one every 100th (all released at the first tick); the cell quantities change only
+    on medium ticks and the SOC estimate only on slow ticks."""
+    r = Rig()
+    fast, medium, slow = _task_periods(r.prm)
+    assert (fast, medium, slow) == (0.01, 0.1, 1.0)
+    ran = []
+    for k in range(200):
+        r.v_rest[5] = 3.30 + 0.001 * k  # a cell voltage moving every tick
+        z_before = r.st.x[:, IZ].copy()
+        r.step(fast)
+        bits = int(r.st.s[L.S_TASKS_RAN])
+        ran.append(bits)
+        if bits & (1 << L.T_MEDIUM):
+            assert r.out[L.Y_CELL_V_MAX] == pytest.approx(r.inp.cell_v.max())
+            dt = r.st.s[L.S_TASK_DT_S + L.T_MEDIUM]
+            assert dt == pytest.approx(fast if k == 0 else medium)
+        else:
+            assert r.out[L.Y_CELL_V_MAX] < r.inp.cell_v.max()  # held since the last medium tick
+        if not bits & (1 << L.T_SLOW):
+            assert np.array_equal(r.st.x[:, IZ], z_before)
+    ran = np.array(ran)
+    assert np.all(ran & (1 << L.T_FAST))
+    assert list(np.flatnonzero(ran & (1 << L.T_MEDIUM))) == list(range(0, 200, 10))
+    assert list(np.flatnonzero(ran & (1 << L.T_SLOW))) == [0, 100]
+
+
+@given(st.lists(st.floats(0.001, 0.35), min_size=1, max_size=80))
+def test_task_time_is_never_lost(dts):
+    """For any sequence of tick lengths, every task's covered periods plus its pending time add
+    up to the elapsed time, and no task waits longer than its period once released."""
+    prm = params()
+    stt, inp = core.new_state(prm), core.new_inputs(prm)
+    covered = np.zeros(L.NT)
+    for dt in dts:
+        core.step(stt, inp, prm, dt)
+        ran = int(stt.s[L.S_TASKS_RAN])
+        for k in range(L.NT):
+            if ran >> k & 1:
+                covered[k] += stt.s[L.S_TASK_DT_S + k]
+    periods = _task_periods(prm)
+    for k in range(1, L.NT):
+        pending = stt.s[L.S_TASK_T_S + k]
+        assert covered[k] + pending == pytest.approx(sum(dts), abs=1e-9)
+        assert 0.0 <= pending < periods[k] + 1e-9
+    assert covered[L.T_FAST] == pytest.approx(sum(dts))

@@ -258,3 +258,36 @@ def test_steps_follow_the_clock_and_tx_follows_the_dbc_periods(lone):
     ctr = [st.decode(m.data)["BMS_State_Counter"] for m in frames]
     assert all(spec.check(bytes(m.data)) for m in frames)
     assert all((b - a) % 16 == 1 for a, b in zip(ctr, ctr[1:]))
+
+
+class _LateClock(SimClock):
+    """A node clock that reads ``lag_s`` after the tick being run (the node completes late)."""
+
+    lag_s = 0.0
+
+    def now_s(self) -> float:
+        return super().now_s() + self.lag_s
+
+
+def test_task_runs_and_overruns_are_counted_per_task():
+    smap = load_map()
+    node = BmsNode(None, smap, clock=SimClock())
+    for k in range(1, 201):  # lock step: nothing is late
+        node.step_to(k * node.period_s, poll=False, count_overruns=True)
+    st = node.stats.as_dict()
+    assert st["task_runs"] == {"fast": 201, "medium": 21, "slow": 3}
+    assert st["task_overruns"] == {"fast": 0, "medium": 0, "slow": 0}
+    # every tick completes 16 ms after its release: only the 10 ms task misses its deadline
+    clock = _LateClock()
+    late = BmsNode(None, smap, clock=clock, t0_s=0.0)
+    clock.lag_s = 0.016
+    for k in range(50):
+        t = clock.set(k * late.period_s)
+        late.step_to(t, poll=False, count_overruns=True)
+    ov, runs = late.stats.task_overruns, late.stats.task_runs
+    assert ov["fast"] == runs["fast"] == 50 and ov["medium"] == ov["slow"] == 0
+    # 150 ms late: the medium task (100 ms) misses its deadline too, the 1 s one does not
+    clock.lag_s = 0.15
+    for k in range(50, 80):
+        late.step_to(clock.set(k * late.period_s), poll=False, count_overruns=True)
+    assert ov["medium"] == 3 and ov["slow"] == 0

@@ -53,7 +53,7 @@ def variant(tmp_path, old: str, new: str):
     ('BMS_SOCMin = "soc_min_pct"', 'BMS_SOCMin = "pack_v"', "outputs.signals.BMS_SOCMin", "a quantity in '%'"),
     ('BMS_SOCMin = "soc_min_pct"', 'BMS_SOCMin = "soc_minimum"', "outputs.signals.BMS_SOCMin", "one of"),
     ('BMS_SOH = "soh_pct"\n', '', "outputs", "BMS_SOH"),
-    ('step_period_s = 0.01', 'step_period_s = 5.0', "map.step_period_s", "[0.0001, 1.0]"),
+    ('node = "BMS"', 'node = "BMS"\nstep_period_s = 0.02', "map.step_period_s", "fast task period is 0.01 s"),
     ('node = "BMS"', 'node = "ECU"', "map.node", "not a node"),
     ('pack_i_a = "ISENSE_Current"', 'pack_i_a = "ISENSE_Curent"', "inputs.current.pack_i_a", "not in message"),
     ('source = "message"', 'source = "gpio"', "inputs.contactor_feedback.source", "message, command, external"),

@@ -6,8 +6,10 @@
     node.receive(frames, t_s)   # or hand frames over directly (no bus)
     node.run(duration_s)        # wall-clock loop: bus.recv(timeout) until the next deadline
 
-Tasks: the step every ``step_period_s`` of the map (the SOC estimator runs inside it on its own
-slower period); each transmitted message on its DBC cycle time; timeouts evaluated at every
+Tasks: the firmware step is called every tick (the pack's fast task period, ``[tasks] fast_s``);
+inside that one compiled call the fast, medium and slow tasks run on their own periods
+(docs/firmware-step.md). Per task the node counts runs and overruns (completed after the task's
+deadline, its release plus its period, on the node's clock; in real-time loops); each transmitted message on its DBC cycle time; timeouts evaluated at every
 step. Nothing here reads the wall clock: time comes from the injected clock or the caller.
 """
 
@@ -48,7 +50,8 @@ class BmsNode:
         t0 = self.clock.now_s() if t0_s is None else float(t0_s)
         self.tx = Transmitter(self.smap, t0)
         self.stats = NodeStats()
-        self.period_s = self.smap.step_period_s
+        self.period_s = self.smap.step_period_s   # the tick: the pack's fast task period
+        self.task_periods_s = tuple(float(self.prm.pp[i]) for i in (L.P_TASK_FAST_S, L.P_TASK_MEDIUM_S, L.P_TASK_SLOW_S))
         self.t0_s = t0
         self.t_s = t0                      # time of the last step
         self.next_step_s = t0
@@ -96,12 +99,14 @@ class BmsNode:
             self.stats.overruns += due - 1
         if due > MAX_CATCH_UP:  # one step covers the gap (timers stay true to elapsed time)
             t_k = self.next_step_s + (due - 1) * self.period_s
-            self._step(t_k, t_k - self.t_s if self.stats.steps else self.period_s)
+            if count_overruns:  # fast-task releases that never ran
+                self.stats.task_overruns[L.TASK_NAMES[L.T_FAST]] += due - 1
+            self._step(t_k, t_k - self.t_s if self.stats.steps else self.period_s, count_overruns)
             self._transmit(t_k)
         else:
             for _ in range(due):
                 t_k = self.next_step_s
-                self._step(t_k, self.period_s)
+                self._step(t_k, self.period_s, count_overruns)
                 self._transmit(t_k)
                 self.next_step_s = t_k + self.period_s
         self.next_step_s = self.t_s + self.period_s
@@ -112,7 +117,7 @@ class BmsNode:
             return int(self.external_feedback)
         return int(self.st.s[L.S_CONTACTORS])  # no auxiliary contacts: the command is the feedback
 
-    def _step(self, t_s: float, dt_s: float) -> None:
+    def _step(self, t_s: float, dt_s: float, count_overruns: bool = False) -> None:
         t_begin = self.clock.now_s()
         inp, u = self.inp, self.inp.u
         self.rx.assemble(inp, t_s, self._feedback())
@@ -127,7 +132,9 @@ class BmsNode:
         core.step(self.st, inp, self.prm, dt_s)
         self.t_s = t_s
         self.stats.steps += 1
-        self.stats.max_step_s = max(self.stats.max_step_s, self.clock.now_s() - t_begin)
+        t_done = self.clock.now_s()
+        self.stats.max_step_s = max(self.stats.max_step_s, t_done - t_begin)
+        self._count_tasks(t_s, t_done, count_overruns)
         silent = self.rx.silent(t_s)
         for name, s in silent.items():
             if not s:
@@ -135,6 +142,16 @@ class BmsNode:
             elif name in self._heard and not self.stats.silent.get(name, False):
                 self.stats.timeouts[name] = self.stats.timeouts.get(name, 0) + 1
         self.stats.silent = silent
+
+    def _count_tasks(self, t_release_s: float, t_done_s: float, count_overruns: bool) -> None:
+        """Per task that ran in this tick: count the run and, when ``count_overruns``, an overrun if
+        it completed after its deadline (its release time plus its period)."""
+        ran = int(self.st.s[L.S_TASKS_RAN])
+        for k, name in enumerate(L.TASK_NAMES):
+            if ran >> k & 1:
+                self.stats.task_runs[name] += 1
+                if count_overruns and t_done_s - t_release_s > self.task_periods_s[k] + 1e-9:
+                    self.stats.task_overruns[name] += 1
 
     def cmu_timeout_mask(self) -> int:
         return sum(1 << b for b, n in enumerate(self._cmu_names) if self.stats.silent.get(n, True))
@@ -251,6 +268,7 @@ class BmsNode:
             "warnings": [f.name for f in FAULTS if wbits >> f.id & 1],
             "frames_in": self.stats.frames_in, "frames_out": self.stats.frames_out,
             "rejected": self.stats.rejected_total, "overruns": self.stats.overruns,
+            "task_overruns": dict(self.stats.task_overruns),
         }
 
 

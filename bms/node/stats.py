@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bms.layout import TASK_NAMES
+
 # per-frame verdicts of the receive screen (index = code)
 OK = 0
 UNKNOWN_ID = 1
@@ -32,7 +34,9 @@ class NodeStats:
     rejected: dict[str, int] = field(default_factory=lambda: {REASONS[c]: 0 for c in REJECT_CODES})
     sequence_gaps: int = 0        # accepted frames whose counter skipped (lost frames)
     steps: int = 0                # firmware steps run
-    overruns: int = 0             # step periods skipped because the node ran late
+    overruns: int = 0             # tick periods skipped because the node ran late
+    task_runs: dict[str, int] = field(default_factory=lambda: {n: 0 for n in TASK_NAMES})      # task -> runs
+    task_overruns: dict[str, int] = field(default_factory=lambda: {n: 0 for n in TASK_NAMES})  # task -> late runs
     max_step_s: float = 0.0       # longest step (processing time, measured on the node's clock)
     timeouts: dict[str, int] = field(default_factory=dict)   # source -> times it went silent
     silent: dict[str, bool] = field(default_factory=dict)    # source -> silent now
@@ -59,6 +63,6 @@ class NodeStats:
             "frames_in": self.frames_in, "frames_accepted": self.frames_accepted, "frames_out": self.frames_out,
             "tx_errors": self.tx_errors, "tx_saturated": self.tx_saturated, "ignored": dict(self.ignored),
             "rejected": dict(self.rejected), "sequence_gaps": self.sequence_gaps, "steps": self.steps,
-            "overruns": self.overruns, "max_step_s": self.max_step_s, "timeouts": dict(self.timeouts),
+            "overruns": self.overruns, "task_runs": dict(self.task_runs), "task_overruns": dict(self.task_overruns), "max_step_s": self.max_step_s, "timeouts": dict(self.timeouts),
             "silent": dict(self.silent),
         }
