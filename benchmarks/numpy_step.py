@@ -78,7 +78,7 @@ def measure(inp, st, prm, dt):
     q[Q_STUCK], ql[Q_STUCK] = (st.stuck_t[k], k) if st.stuck_t[k] > 0 else (0.0, -1)
     t = inp.temp_c
     fresh = inp.temp_valid & (inp.temp_age_s < stale) & ~np.isnan(t)
-    tok = fresh & (t > pp[L.P_T_OPEN_C]) & (t < pp[L.P_T_SHORT_C])
+    tok = fresh & (t >= pp[L.P_T_OPEN_C]) & (t <= pp[L.P_T_SHORT_C])
     st.temp_ok[:] = tok
     if fresh.any():
         tr = np.where(fresh, t, np.nan)

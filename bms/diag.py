@@ -196,7 +196,7 @@ def measure_cells(inp, st, prm, dt_s):
     for j in range(inp.temp_c.shape[0]):
         t = inp.temp_c[j]
         fresh = inp.temp_valid[j] and inp.temp_age_s[j] < cmu_stale and not math.isnan(t)
-        ok = fresh and pp[L.P_T_OPEN_C] < t < pp[L.P_T_SHORT_C]
+        ok = fresh and pp[L.P_T_OPEN_C] <= t <= pp[L.P_T_SHORT_C]  # beyond: the sensor fault's condition
         st.temp_ok[j] = ok
         if fresh:
             if t > rmax:

@@ -139,6 +139,19 @@ def _fault_numbers(path: Path, root: Section) -> dict[str, T.FaultNumbers]:
     return out
 
 
+def _check_sensor_thresholds(path: Path, faults: dict[str, T.FaultNumbers]) -> None:
+    """An open (shorted) sensor must read colder (hotter) than every cell temperature level, or
+    a real temperature would be taken for a sensor fault and a sensor fault for a real one."""
+    for sensor, cells, cmp, word in (("TEMP_SENSOR_OPEN", ("CELL_UT_CHG", "CELL_UT_DIS"), min, "below"),
+                                     ("TEMP_SENSOR_SHORT", ("CELL_OT_CHG", "CELL_OT_DIS"), max, "above")):
+        thr = faults[sensor].fault
+        levels = [x for c in cells for x in (faults[c].warning, faults[c].fault, faults[c].critical) if not np.isnan(x)]
+        bound = cmp(levels)
+        if not (thr < bound if word == "below" else thr > bound):
+            raise ConfigError(path, f"faults.{sensor}.fault", f"is {thr:g} degC",
+                              f"{word} every cell temperature level of {' / '.join(cells)} ({bound:g} degC)")
+
+
 def _check_datasheet(path: Path, prof: Profile, faults: dict[str, T.FaultNumbers], n_par: int, pp: np.ndarray) -> None:
     """Thresholds must respect the cell's datasheet limits."""
     lim = prof.limits
@@ -228,8 +241,6 @@ def load_pack(name_or_path: str | Path, profile: Profile | None = None) -> Pack:
     t_grid, t_chg, t_dis = _derating(path, lm.section("temperature"), "temp_c", -80.0, 150.0)
     s_grid, s_chg, s_dis = _derating(path, lm.section("soc"), "soc", 0.0, 1.0)
     pl = root.section("plausibility")
-    pp[L.P_T_OPEN_C] = pl.number("temp_open_c", -100.0, 0.0)
-    pp[L.P_T_SHORT_C] = pl.number("temp_short_c", 50.0, 300.0)
     pp[L.P_STUCK_DV_V] = pl.number("stuck_dv_v", 0.0, 0.1)
     pp[L.P_STUCK_DI_A] = pl.number("stuck_di_a", 0.0, 1e4, lo_open=True)
     bl = root.section("balancing")
@@ -262,6 +273,10 @@ def load_pack(name_or_path: str | Path, profile: Profile | None = None) -> Pack:
         raise ConfigError(path, "faults.PRECHARGE_FAIL.fault", f"is {faults['PRECHARGE_FAIL'].fault}",
                           f"<= precharge.attempts ({int(pp[L.P_PRE_ATTEMPTS])}) or it can never trip")
     _check_datasheet(path, prof, faults, npar, pp)
+    _check_sensor_thresholds(path, faults)
+    # readings beyond the sensor-fault thresholds are never used (and trip the sensor fault)
+    pp[L.P_T_OPEN_C] = faults["TEMP_SENSOR_OPEN"].fault
+    pp[L.P_T_SHORT_C] = faults["TEMP_SENSOR_SHORT"].fault
     return Pack(
         name=pk.string("name"), path=path, profile=prof, n_series=ns, n_parallel=npar, n_boards=nb,
         cells_per_board=cpb, temps_per_board=tpb, estimator=est, pp=pp, faults=faults,

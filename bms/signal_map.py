@@ -148,6 +148,23 @@ class _Checker:
         return Ref(message, signal)
 
 
+def _check_temp_range(path: Path, chk: "_Checker", temps: list[Ref], pk: Pack) -> None:
+    """Every temperature signal must reach beyond the pack's sensor-fault thresholds: an open
+    (shorted) sensor reads the bottom (top) of its range and must trip TEMP_SENSOR_OPEN (_SHORT),
+    not pass for a real cold (hot) cell."""
+    lo_thr, hi_thr = pk.faults["TEMP_SENSOR_OPEN"].fault, pk.faults["TEMP_SENSOR_SHORT"].fault
+    for ref in temps:
+        sig = chk.message("inputs.temps.message", ref.message).get_signal_by_name(ref.signal)
+        lo = sig.minimum if sig.minimum is not None else sig.offset
+        hi = sig.maximum if sig.maximum is not None else sig.offset + sig.scale * ((1 << sig.length) - 1)
+        if not (lo < lo_thr and hi > hi_thr):
+            raise ConfigError(path, "inputs.temps.signal",
+                              f"maps {ref.signal!r}, whose DBC range [{lo:g}, {hi:g}] degC does not reach beyond the "
+                              f"sensor-fault thresholds ({lo_thr:g} / {hi_thr:g} degC of pack {pk.name})",
+                              "a temperature range wider than TEMP_SENSOR_OPEN .. TEMP_SENSOR_SHORT "
+                              "(an open or shorted sensor must not read as a real temperature)")
+
+
 def _tick(path: Path, mp: Section, pk: Pack) -> float:
     """The node's tick: the pack's fast task period (``[tasks] fast_s``); a map may restate it
     as ``step_period_s`` only with the same value."""
@@ -198,6 +215,7 @@ def load_map(name_or_path: str | Path = DEFAULT_MAP, pack: Pack | str | None = N
         m = chk.fmt("inputs.temps.message", t.string("message"), **kw)
         chk.message("inputs.temps.message", m)
         temps.append(chk.signal("inputs.temps.signal", m, chk.fmt("inputs.temps.signal", t.string("signal"), **kw)))
+    _check_temp_range(path, chk, temps, pk)
     for what, refs in (("cells", cells), ("temps", temps)):
         seen = [r.signal for r in refs]
         if len(set(seen)) != len(seen):

@@ -84,8 +84,8 @@ SCENARIOS = {
     "CELL_T_SPREAD": (L.REQ_DRIVE, 0.0, _temp(3, 41.0), _temp(3, 25.0)),
     "PACK_V_PLAUSIBILITY": (L.REQ_DRIVE, 0.0, _attr("pack_v_offset", 12.0), _attr("pack_v_offset", 0.0)),
     "SENSE_WIRE_OPEN": (L.REQ_DRIVE, 0.0, lambda r: _wire(r, True), lambda r: _wire(r, False)),
-    "TEMP_SENSOR_OPEN": (L.REQ_DRIVE, 0.0, _temp(2, -60.0), _temp(2, 25.0)),
-    "TEMP_SENSOR_SHORT": (L.REQ_DRIVE, 0.0, _temp(2, 140.0), _temp(2, 25.0)),
+    "TEMP_SENSOR_OPEN": (L.REQ_DRIVE, 0.0, _temp(2, -55.0), _temp(2, 25.0)),
+    "TEMP_SENSOR_SHORT": (L.REQ_DRIVE, 0.0, _temp(2, 150.0), _temp(2, 25.0)),
     "SENSOR_STUCK": (L.REQ_DRIVE, 0.0, lambda r: (r.stuck.update({7: 3.3}), _load(-100.0)(r)),
                      lambda r: (r.stuck.clear(), _load(0.0)(r))),
     "ISENSE_IMPLAUSIBLE": (L.REQ_STANDBY, 0.0, _attr("i_offset_a", 15.0), _attr("i_offset_a", 0.0)),
@@ -346,3 +346,58 @@ def test_evaluate_invariants(fid, seq, dt):
         # only this row's quantity is driven; rows sharing it (CELL_UV, CELL_DEEP_DISCHARGE) count too
         assert sev == max(stt.fst[r, L.FS_SEV] for r in range(T.NF) if int(d[r, L.D_QTY]) == qi)
         assert 0.0 <= dc <= 1.0 and 0.0 <= dd <= 1.0
+
+
+def test_temperature_thresholds_are_consistent_with_the_dbc():
+    """Every temperature signal the map reads reaches beyond the sensor-fault thresholds (its
+    bottom / top is what an open / shorted NTC reads), the real-temperature levels lie strictly
+    between them, and the simulator's sensors clamp at exactly the DBC's range."""
+    from bms.signal_map import load_map
+    from hil.pack.params import SensorSpec
+
+    smap = load_map()
+    fl = smap.pack.faults
+    t_open, t_short = fl["TEMP_SENSOR_OPEN"].fault, fl["TEMP_SENSOR_SHORT"].fault
+    cold = [x for n in ("CELL_UT_CHG", "CELL_UT_DIS") for x in (fl[n].warning, fl[n].fault, fl[n].critical)]
+    hot = [x for n in ("CELL_OT_CHG", "CELL_OT_DIS") for x in (fl[n].warning, fl[n].fault, fl[n].critical)]
+    lo_rail, hi_rail = SensorSpec().temp_range_c
+    for ref in smap.temps:
+        sig = smap.db.get_message_by_name(ref.message).get_signal_by_name(ref.signal)
+        assert sig.minimum < t_open - fl["TEMP_SENSOR_OPEN"].hysteresis < t_open < min(cold), ref.signal
+        assert max(hot) < t_short < t_short + fl["TEMP_SENSOR_SHORT"].hysteresis < sig.maximum, ref.signal
+        assert (sig.minimum, sig.maximum) == (lo_rail, hi_rail), ref.signal
+        assert sig.minimum <= -40.0 and sig.maximum >= 125.0  # the front end's real range is covered
+    prm = smap.pack.params()
+    assert (prm.pp[L.P_T_OPEN_C], prm.pp[L.P_T_SHORT_C]) == (t_open, t_short)
+
+
+@pytest.mark.parametrize("reading, sensor_fault, cell_faults", [
+    (-55.0, "TEMP_SENSOR_OPEN", ("CELL_UT_CHG", "CELL_UT_DIS")),
+    (150.0, "TEMP_SENSOR_SHORT", ("CELL_OT_CHG", "CELL_OT_DIS")),
+])
+def test_open_or_shorted_sensor_trips_the_sensor_fault_not_the_cell_fault(reading, sensor_fault, cell_faults):
+    r, _, _ = _prepare(sensor_fault)
+    r.inp.temp_c[17] = reading  # the rail reading of an open / shorted NTC
+    r.step(DT, n=40)
+    assert r.st.fst[getattr(L, "F_" + sensor_fault), L.FS_SEV] == L.SEV_FAULT
+    assert r.st.fst[getattr(L, "F_" + sensor_fault), L.FS_LOC] == 17
+    for name in cell_faults:
+        assert r.st.fst[getattr(L, "F_" + name), L.FS_SEV] == L.SEV_NONE, name
+    assert not r.st.temp_ok[17] and r.state == L.ST_DRIVE  # excluded; derated, not opened
+    assert r.out[L.Y_TEMP_MIN_C] == r.out[L.Y_TEMP_MAX_C] == 25.0
+
+
+def test_a_map_whose_temperature_range_stops_at_the_thresholds_is_refused(tmp_path):
+    """A DBC whose temperature floor sits above TEMP_SENSOR_OPEN (the old -40 degC floor) is
+    refused when the map is loaded: an open sensor would read as a real cold cell."""
+    from bms.can.dbc import DEFAULT_DBC_PATH
+    from bms.config import ConfigError
+    from bms.signal_map import MAP_DIR, load_map
+
+    dbc = tmp_path / "old.dbc"
+    dbc.write_text(DEFAULT_DBC_PATH.read_text().replace('(0.5,-55) [-55|150] "degC"', '(0.5,-40) [-40|125] "degC"'))
+    mp = tmp_path / "map.toml"
+    mp.write_text((MAP_DIR / "bms_fil_heavy_duty_192s.toml").read_text().replace('dbc = "bms_fil"', 'dbc = "old.dbc"'))
+    with pytest.raises(ConfigError) as e:
+        load_map(mp)
+    assert "inputs.temps.signal" in str(e.value) and "TEMP_SENSOR_OPEN" in str(e.value)

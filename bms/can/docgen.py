@@ -148,8 +148,13 @@ def render(db: Database | None = None, dbc_name: str = "dbc/bms_fil.dbc") -> str
         "",
         "- CMU board b (0..11) owns three IDs: `CMUbb_CellV` (multiplexer = cell group g 0..3, slots k 0..3 carry "
         "`CellV_<16b+4g+k>`, 13 bits at 1 mV, 8191 = INVALID), `CMUbb_Temps` (group g 0..1, slots k 0..3 carry "
-        "`Temp_<8b+4g+k>`, 9 bits at 0.5 degC from -40, 511 = INVALID) and `CMUbb_Status` (bleed feedback, board "
+        "`Temp_<8b+4g+k>`, 9 bits at 0.5 degC from -55, 511 = INVALID) and `CMUbb_Status` (bleed feedback, board "
         "temperature, open-wire mask, alive counter). Each board has its own IDs, so no two nodes ever send the same ID.",
+        "- Temperature readings span the NTC front end's whole range, wider than any real cell temperature: an open "
+        "sensor reads the bottom, a shorted one the top, beyond the TEMP_SENSOR_OPEN / TEMP_SENSOR_SHORT thresholds "
+        "(which also bound the readings the BMS uses; a test checks them against the DBC).",
+        "- `ISENSE_Contactors`: the auxiliary contacts of the negative, precharge and positive contactors as read by the "
+        "junction-box sensor (the contact positions: a welded contactor reads CLOSED), checked against the BMS's commands.",
         "- `BMS_Balancing` is multiplexed by board: frame b carries the 16-bit bleed mask `BalMask_CMUbb` (bit k = cell 16b+k).",
         "- `BMS_CellDiag` repeats every cell voltage (`Diag_CellV_<i>`) and temperature (`Diag_Temp_<i>`) as used by the BMS.",
         "- `BMS_Faults` / `BMS_Warnings`: `Flt_<NAME>` / `Wrn_<NAME>` at bit position = diagnostic id (bits 0..31 reserved "
