@@ -1,0 +1,69 @@
+"""python-can frames <-> the batch codec's arrays, with as little Python work per frame as possible.
+
+The codec and the node's screen work on arrays: ``keys`` (n,) int64 (:func:`bms.can.codec.frame_key`),
+``data`` (n, 8) uint8 (payload, zero-padded), ``dlc`` (n,) int64 (payload length). A bus hands over
+:class:`can.Message` objects; :func:`to_arrays` turns a list of them into those arrays in a few
+list comprehensions (no per-frame NumPy call), :func:`to_messages` the other way.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import NamedTuple, Sequence
+
+import can
+import numba as nb
+import numpy as np
+
+from bms.can._kernels import find_row
+from bms.can.codec import EXTENDED_FLAG
+
+CAN_MAX_DLC = 8
+_DATA, _ERR, _RTR, _FD = (attrgetter(a) for a in ("data", "is_error_frame", "is_remote_frame", "is_fd"))
+
+
+class FrameArrays(NamedTuple):
+    keys: np.ndarray      # (n,) int64: arbitration ID, bit 31 set for extended IDs
+    data: np.ndarray      # (n, 8) uint8 payloads, zero-padded
+    dlc: np.ndarray       # (n,) int64 payload lengths (0..8; longer payloads are cut, see ``data_frame``)
+    data_frame: np.ndarray  # (n,) bool: a classic data frame (not error / remote / CAN FD, at most 8 bytes)
+
+
+def to_arrays(frames: Sequence[can.Message]) -> FrameArrays:
+    """Arrays of a list of python-can frames (see module docstring)."""
+    n = len(frames)
+    keys = np.array([m.arbitration_id | EXTENDED_FLAG if m.is_extended_id else m.arbitration_id for m in frames],
+                    np.int64).reshape(n)
+    payloads = list(map(_DATA, frames))
+    raw = b"".join(payloads)
+    plain = not (any(map(_ERR, frames)) or any(map(_RTR, frames)) or any(map(_FD, frames)))
+    if len(raw) == CAN_MAX_DLC * n and plain and (n == 0 or max(map(len, payloads)) == CAN_MAX_DLC):
+        data = np.frombuffer(raw, np.uint8).reshape(n, CAN_MAX_DLC).copy()
+        return FrameArrays(keys, data, np.full(n, CAN_MAX_DLC, np.int64), np.ones(n, np.bool_))
+    dlc = np.array([len(p) for p in payloads], np.int64).reshape(n)
+    padded = b"".join([bytes(p[:CAN_MAX_DLC]).ljust(CAN_MAX_DLC, b"\0") for p in payloads])
+    data = np.frombuffer(padded, np.uint8).reshape(n, CAN_MAX_DLC).copy()
+    ok = np.array([not (m.is_error_frame or m.is_remote_frame or m.is_fd) for m in frames], np.bool_).reshape(n)
+    ok &= dlc <= CAN_MAX_DLC
+    return FrameArrays(keys, data, np.minimum(dlc, CAN_MAX_DLC), ok)
+
+
+def to_messages(keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float) -> list[can.Message]:
+    """python-can frames of arrays (classic data frames stamped ``t_s``)."""
+    raw = data.tobytes()
+    width = data.shape[1] if data.ndim == 2 else CAN_MAX_DLC
+    return [can.Message(timestamp=t_s, arbitration_id=k & ~EXTENDED_FLAG, is_extended_id=k >= EXTENDED_FLAG,
+                        data=raw[j * width:j * width + n], dlc=n)
+            for j, (k, n) in enumerate(zip(keys.tolist(), dlc.tolist()))]
+
+
+@nb.njit(cache=True)
+def rows_of(keys, msg_keys, rows):
+    """rows[j] = the index of keys[j] in the sorted ``msg_keys`` (a codec's), -1 if absent; returns
+    how many were found."""
+    found = 0
+    for j in range(keys.shape[0]):
+        rows[j] = find_row(msg_keys, keys[j])
+        if rows[j] >= 0:
+            found += 1
+    return found

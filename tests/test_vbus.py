@@ -1,0 +1,114 @@
+"""The closed loop's frame plumbing: python-can frames <-> codec arrays (bms.can.frames), the
+lock-step virtual bus (bms.can.vbus) against python-can's own virtual bus, the transmit schedule
+kernel (bms.can.schedule)."""
+
+from __future__ import annotations
+
+import itertools
+
+import can
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bms.can.codec import EXTENDED_FLAG, FrameCodec
+from bms.can.frames import rows_of, to_arrays, to_messages
+from bms.can.schedule import due_kernel
+from bms.can.vbus import LockstepBus
+
+_ch = itertools.count()
+
+
+@pytest.fixture
+def channel():
+    return f"test-vbus-{next(_ch)}"
+
+
+frame = st.builds(lambda i, ext, d: can.Message(arbitration_id=i if ext else i & 0x7FF, is_extended_id=ext, data=d),
+                  st.integers(0, 0x1FFFFFFF), st.booleans(), st.binary(min_size=0, max_size=8))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(frame, max_size=20))
+def test_arrays_round_trip(frames):
+    a = to_arrays(frames)
+    assert a.data_frame.all() and a.dlc.tolist() == [len(f.data) for f in frames]
+    back = to_messages(a.keys, a.data, a.dlc, 1.5)
+    assert [(m.arbitration_id, m.is_extended_id, bytes(m.data), m.dlc, m.timestamp) for m in back] == \
+        [(f.arbitration_id, f.is_extended_id, bytes(f.data), len(f.data), 1.5) for f in frames]
+    assert all(((k >= EXTENDED_FLAG) == f.is_extended_id) for k, f in zip(a.keys.tolist(), frames))
+
+
+def test_arrays_flag_what_is_not_a_classic_data_frame():
+    frames = [can.Message(arbitration_id=1, data=b"\x01" * 8, is_extended_id=False),
+              can.Message(arbitration_id=2, is_error_frame=True, is_extended_id=False),
+              can.Message(arbitration_id=3, is_remote_frame=True, dlc=8, is_extended_id=False),
+              can.Message(arbitration_id=4, is_fd=True, data=bytes(12), is_extended_id=False),
+              can.Message(arbitration_id=5, data=bytes(9), is_extended_id=False),  # too long for classic CAN
+              can.Message(arbitration_id=6, data=b"\x02\x03", is_extended_id=False)]
+    a = to_arrays(frames)
+    assert a.data_frame.tolist() == [True, False, False, False, False, True]
+    assert a.dlc[[0, 5]].tolist() == [8, 2] and a.data[5, :3].tolist() == [2, 3, 0]
+
+
+def test_lockstep_bus_talks_to_pythons_can_virtual_bus(channel):
+    fast = LockstepBus(channel=channel, preserve_timestamps=True)
+    plain = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+    try:
+        keys = np.array([0x100, 0x7FF, 0x18FF0001 | EXTENDED_FLAG], np.int64)
+        data = np.arange(24, dtype=np.uint8).reshape(3, 8)
+        dlc = np.array([8, 3, 8], np.int64)
+        assert fast.send_frames(keys, data, dlc, 2.5) == 3
+        got = [plain.recv(timeout=0.0) for _ in range(3)]
+        assert plain.recv(timeout=0.0) is None and fast.recv_all() == []  # not its own frames
+        assert [(m.arbitration_id, m.is_extended_id, bytes(m.data), m.timestamp, m.is_rx, m.channel) for m in got] == [
+            (0x100, False, bytes(range(8)), 2.5, True, channel), (0x7FF, False, bytes([8, 9, 10]), 2.5, True, channel),
+            (0x18FF0001, True, bytes(range(16, 24)), 2.5, True, channel)]
+        sent = can.Message(arbitration_id=0x123, data=b"\x01\x02", is_extended_id=False, timestamp=3.0)
+        plain.send(sent)
+        fast.send(sent)  # a copy: changing the frame afterwards changes nothing received
+        sent.data[0] = 0xFF
+        assert [bytes(m.data) for m in fast.recv_all()] == [b"\x01\x02"]
+        m = plain.recv(timeout=0.0)
+        assert bytes(m.data) == b"\x01\x02" and m.timestamp == 3.0
+    finally:
+        fast.shutdown()
+        plain.shutdown()
+
+
+def test_recv_all_honours_filters_and_bounded_queues(channel):
+    rx = LockstepBus(channel=channel, can_filters=[{"can_id": 0x100, "can_mask": 0x7FF}], rx_queue_size=2)
+    tx = LockstepBus(channel=channel)
+    try:
+        tx.send_frames(np.array([0x100, 0x101], np.int64), np.zeros((2, 8), np.uint8), np.full(2, 8))
+        assert [m.arbitration_id for m in rx.recv_all()] == [0x100]
+        with pytest.raises(can.CanOperationError):  # bounded queue full: python-can's error
+            tx.send_frames(np.full(3, 0x100, np.int64), np.zeros((3, 8), np.uint8), np.full(3, 8), timeout=0.0)
+    finally:
+        rx.shutdown()
+        tx.shutdown()
+
+
+def test_rows_of():
+    c = FrameCodec(["BMS_State", "BMS_Pack", "VCU_Request"])
+    keys = np.array([c.msg_keys[2], 0x7FF, c.msg_keys[0], c.msg_keys[2]], np.int64)
+    rows = np.empty(4, np.int64)
+    assert rows_of(keys, c.msg_keys, rows) == 3 and rows.tolist() == [2, -1, 0, 2]
+
+
+def test_due_kernel_schedule_and_counters():
+    period = np.array([0.01, 0.1, 1.0])
+    nxt = np.zeros(3)
+    ctr_slot, ctr_mod, counter = np.array([0, -1, 1]), np.array([16, 1, 4]), np.zeros(3, np.int64)
+    values, due = np.full(2, np.nan), np.zeros(3, np.bool_)
+    sent = np.zeros(3, np.int64)
+    for k in range(0, 200):  # 2 s in 10 ms ticks
+        n = due_kernel(nxt, period, k * 0.01, ctr_slot, ctr_mod, counter, values, due)
+        assert n == due.sum()
+        sent += due
+    assert sent.tolist() == [200, 20, 2] and counter.tolist() == [200 % 16, 0, 2] and values[1] == 1.0
+    # late by 3.5 periods: sent once, then back on the period grid
+    nxt[:] = 2.0
+    due_kernel(nxt, period, 2.035, ctr_slot, ctr_mod, counter, values, due)
+    assert due.tolist() == [True, True, True] and nxt == pytest.approx([2.04, 2.1, 3.0])
