@@ -23,6 +23,7 @@ import numpy as np
 
 from bms import core
 from bms import layout as L
+from bms.can.frames import to_messages
 from bms.contactors import MAINS
 from bms.diag_table import FAULTS
 from bms.node.clock import SimClock, WallClock
@@ -62,6 +63,8 @@ class BmsNode:
         self._initialised = state is not None
         self._heard: set[str] = set()
         self._cmu_names = self.rx.board_sources
+        self._mask_of: dict | None = None   # cmu_timeout_mask() is cached for this stats.silent dict
+        self._mask = 0
 
     # ---- receive -------------------------------------------------------------------------
     def receive(self, frames: Iterable[can.Message], t_s: float | None = None) -> np.ndarray:
@@ -73,16 +76,28 @@ class BmsNode:
         self.stats.count(v)
         return v
 
+    def receive_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float | None = None) -> np.ndarray:
+        """As :meth:`receive` for classic data frames given as arrays (:mod:`bms.can.frames`)."""
+        if keys.shape[0] == 0:
+            return np.zeros(0, np.int8)
+        v = self.rx.receive_arrays(keys, data, dlc, self.clock.now_s() if t_s is None else t_s)
+        self.stats.count(v)
+        return v
+
     def poll_bus(self, t_s: float | None = None, max_frames: int = 100000) -> int:
         """Take every frame the bus holds now (non-blocking), stamped ``t_s``; returns the count."""
         if self.bus is None:
             return 0
-        frames = []
-        while len(frames) < max_frames:
-            msg = self.bus.recv(timeout=0.0)
-            if msg is None:
-                break
-            frames.append(msg)
+        recv_all = getattr(self.bus, "recv_all", None)  # bms.can.vbus.LockstepBus: one call for the batch
+        if recv_all is not None:
+            frames = recv_all()
+        else:
+            frames = []
+            while len(frames) < max_frames:
+                msg = self.bus.recv(timeout=0.0)
+                if msg is None:
+                    break
+                frames.append(msg)
         self.receive(frames, t_s)
         return len(frames)
 
@@ -135,13 +150,14 @@ class BmsNode:
         t_done = self.clock.now_s()
         self.stats.max_step_s = max(self.stats.max_step_s, t_done - t_begin)
         self._count_tasks(t_s, t_done, count_overruns)
-        silent = self.rx.silent(t_s)
-        for name, s in silent.items():
-            if not s:
-                self._heard.add(name)
-            elif name in self._heard and not self.stats.silent.get(name, False):
-                self.stats.timeouts[name] = self.stats.timeouts.get(name, 0) + 1
-        self.stats.silent = silent
+        silent = self.rx.silent(t_s)  # the same dict while no source changes: nothing to count then
+        if silent is not self.stats.silent:
+            for name, s in silent.items():
+                if not s:
+                    self._heard.add(name)
+                elif name in self._heard and not self.stats.silent.get(name, False):
+                    self.stats.timeouts[name] = self.stats.timeouts.get(name, 0) + 1
+            self.stats.silent = silent
 
     def _count_tasks(self, t_release_s: float, t_done_s: float, count_overruns: bool) -> None:
         """Per task that ran in this tick: count the run and, when ``count_overruns``, an overrun if
@@ -154,24 +170,37 @@ class BmsNode:
                     self.stats.task_overruns[name] += 1
 
     def cmu_timeout_mask(self) -> int:
-        return sum(1 << b for b, n in enumerate(self._cmu_names) if self.stats.silent.get(n, True))
+        if self._mask_of is not self.stats.silent:
+            self._mask_of = self.stats.silent
+            self._mask = sum(1 << b for b, n in enumerate(self._cmu_names) if self.stats.silent.get(n, True))
+        return self._mask
 
     def _transmit(self, t_s: float, only: tuple[str, ...] | None = None) -> int:
         self.tx.fill(self.st, self.inp, self.prm, self.cmu_timeout_mask())
-        frames = self.tx.due(t_s, only)
+        keys, data, dlc = self.tx.due_arrays(t_s, only)
         self.stats.tx_saturated = self.tx.saturated
-        for fid, ext, data in frames:
-            msg = can.Message(arbitration_id=fid, is_extended_id=ext, data=data, timestamp=t_s)
-            if self.bus is None:
-                self.sent.append(msg)
-                continue
+        n = int(keys.shape[0])
+        if n == 0:
+            return 0
+        if self.bus is None:
+            self.sent += to_messages(keys, data, dlc, t_s)
+            return n
+        send_frames = getattr(self.bus, "send_frames", None)  # bms.can.vbus.LockstepBus: the batch at once
+        if send_frames is not None:
+            try:
+                send_frames(keys, data, dlc, t_s)
+                self.stats.frames_out += n
+            except can.CanError:
+                self.stats.tx_errors += n
+            return n
+        for msg in to_messages(keys, data, dlc, t_s):
             try:
                 self.bus.send(msg)
             except can.CanError:
                 self.stats.tx_errors += 1
                 continue
             self.stats.frames_out += 1
-        return len(frames)
+        return n
 
     def send_now(self, *message_names: str) -> int:
         """Send the named messages immediately (outside their schedule), e.g. a final state frame."""

@@ -10,23 +10,21 @@ for ``timeout_cycles`` x its DBC cycle time; the step's COMM_* diagnostics act o
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import can
 import numpy as np
 
-from bms import layout as L
 from bms.can import _kernels as K
-from bms.can.codec import FrameCodec, frame_key
+from bms.can.codec import FrameCodec
 from bms.can.dbc import cycle_time_s, e2e_signals, mux_values
 from bms.can.e2e import E2ESpec
+from bms.can.frames import to_arrays
 from bms.layout import Inputs
+from bms.node import _assemble as A
 from bms.node import stats as S
 from bms.node._screen import screen_batch
 from bms.signal_map import SignalMap
-
-CAN_MAX_DLC = 8
 
 
 def counter_signal(msg) -> str | None:
@@ -98,104 +96,75 @@ class Receiver:
         self.sources = {name: [c.row(m) for m in ms] for name, ms in smap.sources().items()}
         self.board_sources = [f"CMU{b:02d}" for b in range(pk.n_boards)]
         self._scratch_v = np.zeros(0, np.int8)
+        # arrays of the assemble kernel (bms.node._assemble)
+        self.cpb = int(pk.cells_per_board)
+        self.board_err_a = np.array([-1 if s is None else s for s in self.board_err], np.int64)
+        self.board_row_a = np.array([-1 if r is None else r for r in self.board_status_row], np.int64)
+        sc_a = np.full(A.N_SC, -1, np.int64)
+        for k, v in ((A.SC_I, self.s_i), (A.SC_IERR, self.s_ierr), (A.SC_PV, self.s_pv), (A.SC_BV, self.s_bv),
+                     (A.SC_REQ, self.s_req), (A.SC_RESET, self.s_reset), (A.SC_ROW_VOLT, self.r_volt),
+                     (A.SC_ROW_CHARGER, self.r_charger), (A.SC_ROW_FB, self.r_fb)):
+            sc_a[k] = -1 if v is None else v
+        if self.fb_slots is not None:  # auxiliary contacts K_NEG, K_PRE, K_POS from their frame
+            sc_a[A.SC_FB:A.SC_FB + 3] = self.fb_slots
+        self.sc = sc_a
+        self.age = np.zeros(n_rows)
+        self.late = np.zeros(n_rows, np.bool_)
+        self._silent: dict[str, bool] | None = None
 
     # ---- frames in -----------------------------------------------------------------------
     def receive(self, frames: Iterable[can.Message], t_s: float | np.ndarray) -> np.ndarray:
         """Screen and decode python-can frames received at ``t_s`` (one stamp or one per frame);
         returns the verdict codes (:mod:`bms.node.stats`)."""
-        frames = list(frames)
-        n = len(frames)
-        keys = np.zeros(n, np.int64)
-        data = np.zeros((n, CAN_MAX_DLC), np.uint8)
-        dlc = np.zeros(n, np.int64)
-        verdict = np.zeros(n, np.int8)
-        for j, f in enumerate(frames):
-            if f.is_error_frame or f.is_remote_frame or f.is_fd or len(f.data) > CAN_MAX_DLC:
-                verdict[j] = S.NOT_DATA
-                continue
-            keys[j] = frame_key(f.arbitration_id, f.is_extended_id)
-            d = bytes(f.data)
-            data[j, :len(d)] = np.frombuffer(d, np.uint8)
-            dlc[j] = len(d)
-        return self.receive_arrays(keys, data, dlc, t_s, verdict)
+        a = to_arrays(list(frames))
+        verdict = np.where(a.data_frame, S.OK, S.NOT_DATA).astype(np.int8)
+        return self.receive_arrays(a.keys, a.data, a.dlc, t_s, verdict)
 
     def receive_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s, verdict=None) -> np.ndarray:
         """As :meth:`receive` on arrays: keys (n,) int64 (:func:`bms.can.codec.frame_key`), data (n, 8) uint8, dlc (n,)."""
         n = keys.shape[0]
-        t = np.broadcast_to(np.asarray(t_s, dtype=np.float64), (n,)).copy()
+        t = np.full(n, float(t_s)) if np.ndim(t_s) == 0 else np.array(np.broadcast_to(t_s, (n,)), np.float64)
         verdict = np.zeros(n, np.int8) if verdict is None else verdict
         mux = np.zeros(n, np.int64)
+        dlc = dlc if dlc.dtype == np.int64 else dlc.astype(np.int64)
         c = self.codec
-        screen_batch(keys, data, dlc.astype(np.int64), t, c.msg_keys, c.msg_i, c.sig_i, c.sig_mask, self.ctr_sig,
+        screen_batch(keys, data, dlc, t, c.msg_keys, c.msg_i, c.sig_i, c.sig_mask, self.ctr_sig,
                      self.crc_byte, self.data_id, self.strict, self.max_delta, self.prev_ctr, self.last_t, verdict, mux)
+        if not verdict.any():  # all OK (code 0): the common case, no selection
+            c.decode(keys, data, self.buf, dlc, t)
+            return verdict
         acc = (verdict == S.OK) | (verdict == S.OK_GAP)
         if acc.any():
-            c.decode(keys[acc], np.ascontiguousarray(data[acc]), self.buf, dlc[acc].astype(np.int64), t[acc])
+            c.decode(keys[acc], np.ascontiguousarray(data[acc]), self.buf, dlc[acc], t[acc])
         return verdict
 
     # ---- ages and timeouts ---------------------------------------------------------------
     def message_age_s(self, now_s: float) -> np.ndarray:
-        """Age of every receive message: now minus the oldest accepted frame over its multiplexer values."""
-        oldest = np.where(self.mux_mask, self.last_t, np.inf).min(axis=1)
-        return now_s - oldest
+        """Age of every receive message: now minus the oldest accepted frame over its multiplexer values
+        (the array is updated in place by the next call)."""
+        if A.ages_kernel(self.mux_mask, self.last_t, self.timeout_s, float(now_s), self.age, self.late):
+            self._silent = None
+        return self.age
 
     def silent(self, now_s: float) -> dict[str, bool]:
-        """Per source: some message of it exceeded timeout_cycles x its cycle time."""
-        late = self.message_age_s(now_s) > self.timeout_s
-        return {name: bool(late[rows].any()) for name, rows in self.sources.items()}
+        """Per source: some message of it exceeded timeout_cycles x its cycle time. The same dict
+        object is returned as long as no source changed (do not modify it)."""
+        self.message_age_s(now_s)
+        if self._silent is None:
+            late = self.late
+            self._silent = {name: bool(late[rows].any()) for name, rows in self.sources.items()}
+        return self._silent
 
     # ---- inputs --------------------------------------------------------------------------
-    def _fresh(self, row: int | None, now_s: float, age: np.ndarray) -> bool:
-        return row is not None and age[row] <= self.timeout_s[row]
-
     def assemble(self, inp: Inputs, now_s: float, contactor_fb: int) -> None:
         """Fill the step's inputs from the decoded values at ``now_s`` (``contactor_fb``: the feedback
         bits when the map's feedback source is not "message"). ``cell_v`` / ``temp_c`` are NaN
         exactly where no valid reading exists; scalar inputs ``u`` are never NaN (an invalid one is 0
         with its validity flag cleared); ages count from the frame that last carried the value (inf if
-        never received)."""
+        never received). One kernel call: :func:`bms.node._assemble.assemble_kernel`."""
         b = self.buf
         age = self.message_age_s(now_s)
-        cv = b.value[self.cell_slots]
-        cv[~b.valid[self.cell_slots]] = np.nan
-        inp.cell_v[:] = cv
-        t_cells = b.time_s[self.cell_slots]
-        oldest = np.minimum.reduceat(t_cells, self.cell_start)
-        inp.board_age_s[:] = np.maximum(now_s - oldest, 0.0)  # a frame stamped after the step time counts as new
-        ok = np.isfinite(oldest)
-        for i, (slot, row) in enumerate(zip(self.board_err, self.board_status_row)):
-            if slot is not None and self._fresh(row, now_s, age) and b.valid[slot] and b.value[slot] > 0.5:
-                ok[i] = False  # the board reports a self-test failure
-        inp.board_valid[:] = ok
-        tv = b.value[self.temp_slots]
-        tok = b.valid[self.temp_slots]
-        tv[~tok] = np.nan
-        inp.temp_c[:] = tv
-        inp.temp_valid[:] = tok & np.isfinite(b.time_s[self.temp_slots])
-        inp.temp_age_s[:] = np.maximum(now_s - b.time_s[self.temp_slots], 0.0)
-        u = inp.u
-        i_ok = b.valid[self.s_i] and math.isfinite(b.time_s[self.s_i])
-        if self.s_ierr is not None and b.valid[self.s_ierr] and b.value[self.s_ierr] > 0.5:
-            i_ok = False
-        u[L.U_PACK_I_A] = b.value[self.s_i] if i_ok else 0.0  # u never holds NaN: the flag says invalid
-        u[L.U_ISENSE_VALID] = 1.0 if i_ok else 0.0
-        u[L.U_ISENSE_AGE_S] = max(now_s - b.time_s[self.s_i], 0.0)
-        hv_ok = b.valid[self.s_pv] and b.valid[self.s_bv] and self._fresh(self.r_volt, now_s, age)
-        u[L.U_PACK_V] = b.value[self.s_pv] if hv_ok else 0.0
-        u[L.U_BUS_V] = b.value[self.s_bv] if hv_ok else 0.0
-        u[L.U_HV_VALID] = 1.0 if hv_ok else 0.0
-        if self.fb_slots is None:  # wired directly (or echoed): always fresh
-            u[L.U_CONTACTOR_FB], u[L.U_CONTACTOR_FB_VALID], u[L.U_CONTACTOR_FB_AGE_S] = float(contactor_fb), 1.0, 0.0
-        else:  # auxiliary contacts from their frame; ``contactor_fb`` is not used
-            fb_ok = all(b.valid[k] for k in self.fb_slots) and self._fresh(self.r_fb, now_s, age)
-            bits = sum(1 << j for j, k in enumerate(self.fb_slots) if b.valid[k] and b.value[k] > 0.5)
-            u[L.U_CONTACTOR_FB] = float(bits) if fb_ok else 0.0
-            u[L.U_CONTACTOR_FB_VALID] = 1.0 if fb_ok else 0.0
-            u[L.U_CONTACTOR_FB_AGE_S] = max(now_s - b.time_s[self.fb_slots[0]], 0.0)
-        req_ok = b.valid[self.s_req] and math.isfinite(b.time_s[self.s_req])
-        u[L.U_VCU_REQUEST] = b.value[self.s_req] if req_ok else float(L.REQ_STANDBY)
-        reset = self.s_reset is not None and b.valid[self.s_reset] and b.value[self.s_reset] > 0.5
-        u[L.U_VCU_RESET] = 1.0 if (req_ok and reset) else 0.0
-        u[L.U_VCU_VALID] = 1.0 if req_ok else 0.0
-        u[L.U_VCU_AGE_S] = max(now_s - b.time_s[self.s_req], 0.0)
-        u[L.U_CHARGER_CONNECTED] = 1.0 if self._fresh(self.r_charger, now_s, age) else 0.0
+        A.assemble_kernel(b.value, b.valid, b.time_s, self.cell_slots, self.cpb, self.temp_slots, self.board_err_a,
+                          self.board_row_a, self.sc, age, self.timeout_s, float(now_s), float(contactor_fb),
+                          inp.cell_v, inp.board_valid, inp.board_age_s, inp.temp_c, inp.temp_valid, inp.temp_age_s,
+                          inp.u)

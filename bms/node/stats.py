@@ -45,6 +45,11 @@ class NodeStats:
         """Add one receive batch's verdicts (sequence of REASONS codes)."""
         import numpy as np
 
+        verdicts = np.asarray(verdicts)
+        if not verdicts.any():  # every frame OK (code 0)
+            self.frames_in += verdicts.shape[0]
+            self.frames_accepted += verdicts.shape[0]
+            return
         n = np.bincount(np.asarray(verdicts, dtype=np.int64), minlength=len(REASONS))
         self.frames_in += int(n.sum())
         self.frames_accepted += int(n[OK] + n[OK_GAP])

@@ -9,64 +9,29 @@ the signal's INVALID marker, or, where it has none, as its DBC start value.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from bms import layout as L
 from bms.can import _kernels as K
-from bms.can.codec import FrameCodec
+from bms.can.codec import EXTENDED_FLAG, FrameCodec
 from bms.can.dbc import cycle_time_s
 from bms.can.e2e import batch_arrays, protect_batch
+from bms.can.schedule import due_kernel
 from bms.layout import Inputs, State
+from bms.node._fill import ORDER, fill_kernel, index_table, quantities_kernel
 from bms.node.rx import counter_signal
 from bms.pack import PackParams
 from bms.signal_map import QUANTITIES, SignalMap
 
 QNAMES = tuple(QUANTITIES)
 QI = {n: i for i, n in enumerate(QNAMES)}
+if set(ORDER) != set(QNAMES) or len(ORDER) != len(QNAMES):
+    raise ImportError("bms.node._fill.ORDER must list exactly bms.signal_map.QUANTITIES")
+TO_Q = np.array([QI[n] for n in ORDER], np.int64)
 
 
 def quantities(st: State, inp: Inputs, prm: PackParams, cmu_timeout_mask: int, out: np.ndarray) -> np.ndarray:
     """The output quantities (order of :data:`bms.signal_map.QUANTITIES`) from the step's state."""
-    y, u, pp = st.out, inp.u, prm.pp
-    state = y[L.Y_STATE]
-    cmd = 0 if math.isnan(y[L.Y_CONTACTORS]) else int(y[L.Y_CONTACTORS])
-    fb = int(u[L.U_CONTACTOR_FB])
-    hv = u[L.U_HV_VALID] > 0.5
-    pack_v = u[L.U_PACK_V] if hv else y[L.Y_CELL_V_SUM]
-    i_a = u[L.U_PACK_I_A] if u[L.U_ISENSE_VALID] > 0.5 else math.nan
-    cap_ah = y[L.Y_CAPACITY_AH]
-    e_full = cap_ah * pack_v / 1000.0  # at the present pack voltage
-    charging = state == L.ST_CHARGE and (cmd & (L.K_NEG | L.K_POS)) == (L.K_NEG | L.K_POS)
-
-    def idx(v):
-        return v if v >= 0 else math.nan
-
-    vals = {
-        "state": state, "contactor_neg_cmd": cmd & L.K_NEG, "contactor_pre_cmd": (cmd & L.K_PRE) >> 1,
-        "contactor_pos_cmd": (cmd & L.K_POS) >> 2, "contactor_neg_fb": fb & L.K_NEG,
-        "contactor_pre_fb": (fb & L.K_PRE) >> 1, "contactor_pos_fb": (fb & L.K_POS) >> 2,
-        "balancing_active": 1.0 if y[L.Y_N_BLEEDING] > 0 else 0.0,
-        "pack_v": pack_v, "pack_i_a": i_a, "pack_power_kw": pack_v * i_a / 1000.0,
-        "severity": y[L.Y_SEVERITY], "cmu_timeout_mask": float(cmu_timeout_mask),
-        "i_chg_lim_a": y[L.Y_I_CHG_LIM_A], "p_chg_lim_kw": y[L.Y_P_CHG_LIM_W] / 1000.0,
-        "v_chg_max_v": y[L.Y_V_CHG_MAX_V], "i_dis_lim_a": y[L.Y_I_DIS_LIM_A],
-        "p_dis_lim_kw": y[L.Y_P_DIS_LIM_W] / 1000.0, "v_dis_min_v": y[L.Y_V_DIS_MIN_V],
-        "soc_min_pct": 100.0 * y[L.Y_SOC_MIN], "soc_mean_pct": 100.0 * y[L.Y_SOC_MEAN],
-        "soc_max_pct": 100.0 * y[L.Y_SOC_MAX], "soc_display_pct": 100.0 * y[L.Y_SOC_DISPLAY],
-        "soh_pct": min(100.0, 100.0 * cap_ah / (pp[L.P_CELL_CAPACITY_AH] * pp[L.P_N_PARALLEL])),
-        "energy_remaining_kwh": e_full * y[L.Y_SOC_MEAN], "energy_full_kwh": e_full, "capacity_ah": cap_ah,
-        "cell_v_min_v": y[L.Y_CELL_V_MIN], "cell_v_max_v": y[L.Y_CELL_V_MAX],
-        "cell_v_min_idx": idx(y[L.Y_CELL_V_MIN_IDX]), "cell_v_max_idx": idx(y[L.Y_CELL_V_MAX_IDX]),
-        "temp_min_c": y[L.Y_TEMP_MIN_C], "temp_max_c": y[L.Y_TEMP_MAX_C],
-        "temp_min_idx": idx(y[L.Y_TEMP_MIN_IDX]), "temp_max_idx": idx(y[L.Y_TEMP_MAX_IDX]),
-        "chg_req_v": y[L.Y_V_CHG_MAX_V], "chg_req_a": y[L.Y_I_CHG_LIM_A] if charging else 0.0,
-        "chg_req_enable": 1.0 if charging else 0.0,
-    }
-    for k, v in vals.items():
-        out[QI[k]] = float(v)
-    return out
+    return quantities_kernel(st.out, inp.u, prm.pp, float(cmu_timeout_mask), TO_Q, out)
 
 
 class Transmitter:
@@ -101,57 +66,83 @@ class Transmitter:
         self.fill_slots = np.array([i for i in range(c.n_slots) if not has_invalid[i]], np.int64)
         self.fill_values = np.array([float(sig_of_slot[i].raw_initial or 0) * sig_of_slot[i].scale + sig_of_slot[i].offset
                                      for i in self.fill_slots])
-        # schedule: one entry per message
+        # schedule: one entry per message (arrays, so that the due set is found without a Python loop)
         self.ids, self.crc_bytes, self.lengths = batch_arrays(list(c.messages))
-        self.sched = []
-        for name in smap.tx_messages:
+        self.names = list(smap.tx_messages)
+        self.plans = []
+        ctr_slot, ctr_mod, period = [], [], []
+        for name in self.names:
             m = c.messages[c.row(name)]
             rows, mux, keys = c.cycle_plan([name])
+            self.plans.append((rows, mux))
             ctr = counter_signal(m)
-            self.sched.append({"name": name, "period_s": cycle_time_s(m), "next_s": t0_s, "rows": rows, "mux": mux,
-                               "msg": m, "ctr_slot": c.slot(ctr) if ctr else -1, "ctr_mod": 1 << (
-                                   m.get_signal_by_name(ctr).length if ctr else 0), "counter": 0})
+            ctr_slot.append(c.slot(ctr) if ctr else -1)
+            ctr_mod.append(1 << (m.get_signal_by_name(ctr).length if ctr else 0))
+            period.append(cycle_time_s(m))
+        self.period_s = np.array(period)
+        self.next_s = np.full(len(self.names), float(t0_s))
+        self.ctr_slot = np.array(ctr_slot, np.int64)
+        self.ctr_mod = np.array(ctr_mod, np.int64)
+        self.counter = np.zeros(len(self.names), np.int64)
+        self._batches: dict[bytes, tuple] = {}
+        self._due = np.zeros(len(self.names), np.bool_)
+        self._none = (np.zeros(0, np.int64), np.zeros((0, 8), np.uint8), np.zeros(0, np.int64))
         self.saturated = 0
+        # one index table for the fill kernel (rows of bms.node._fill.fill_kernel)
+        bal_rows = np.full(pk.n_boards, -1, np.int64)
+        for b, slot in self.bal:
+            bal_rows[b] = slot
+        self.idx = index_table([self.out_slots, self.out_q, self.flt_slots, self.flt_ids, self.wrn_slots,
+                                self.wrn_ids, bal_rows, self.dc, self.dc_slots, self.dt, self.dt_slots,
+                                self.fill_slots, np.array([self.cpb])])
+        self.fill_pad = np.zeros(self.idx.shape[1])
+        self.fill_pad[:len(self.fill_values)] = self.fill_values
 
     def fill(self, st: State, inp: Inputs, prm: PackParams, cmu_timeout_mask: int) -> None:
-        """Compute every transmitted value from the step's state and inputs."""
-        v = self.values
-        quantities(st, inp, prm, cmu_timeout_mask, self.q)
-        v[self.out_slots] = self.q[self.out_q]
-        fb = 0 if math.isnan(st.out[L.Y_FAULT_BITS]) else int(st.out[L.Y_FAULT_BITS])
-        wb = 0 if math.isnan(st.out[L.Y_WARN_BITS]) else int(st.out[L.Y_WARN_BITS])
-        v[self.flt_slots] = (fb >> self.flt_ids) & 1
-        v[self.wrn_slots] = (wb >> self.wrn_ids) & 1
-        for b, slot in self.bal:
-            v[slot] = float(st.bleed[b * self.cpb:(b + 1) * self.cpb] @ self.bit_w)
-        v[self.dc_slots] = inp.cell_v[self.dc]
-        v[self.dt_slots] = inp.temp_c[self.dt]
-        nan = np.isnan(v[self.fill_slots])
-        v[self.fill_slots[nan]] = self.fill_values[nan]
+        """Compute every transmitted value from the step's state and inputs (one kernel call)."""
+        fill_kernel(st.out, inp.u, prm.pp, st.bleed, inp.cell_v, inp.temp_c, float(cmu_timeout_mask), TO_Q,
+                    self.q, self.idx, self.values, self.fill_pad)
+
+    def _batch(self, sel: np.ndarray) -> tuple:
+        """Concatenated frame plan of the scheduled messages of the mask ``sel`` (cached per set)."""
+        key = sel.tobytes()
+        b = self._batches.get(key)
+        if b is None:
+            sel = np.flatnonzero(sel)
+            rows = np.concatenate([self.plans[i][0] for i in sel]) if sel.size else np.zeros(0, np.int64)
+            mux = np.concatenate([self.plans[i][1] for i in sel]) if sel.size else np.zeros(0, np.int64)
+            b = (rows, mux, self.codec.msg_keys[rows], self.ids[rows], self.crc_bytes[rows], self.lengths[rows],
+                 np.zeros((rows.shape[0], 8), np.uint8), np.zeros(rows.shape[0], np.int64))
+            self._batches[key] = b
+        return b
+
+    def due_arrays(self, t_s: float, only: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Encode the messages due at ``t_s`` (or exactly the messages ``only``, now) in one batch;
+        returns ``(keys, data (n, 8) uint8, dlc)`` and advances the schedule past ``t_s``. The
+        arrays are reused by the next call of the same set: copy them to keep them."""
+        if only is not None:
+            sel = np.array([n in only for n in self.names], np.bool_)
+            for i in np.flatnonzero(sel):
+                if self.ctr_slot[i] >= 0:
+                    self.values[self.ctr_slot[i]] = self.counter[i]
+                    self.counter[i] = (self.counter[i] + 1) % self.ctr_mod[i]
+        else:
+            if due_kernel(self.next_s, self.period_s, t_s, self.ctr_slot, self.ctr_mod, self.counter, self.values,
+                          self._due) == 0:
+                return self._none
+            sel = self._due
+        rows, mux, keys, ids, crc_bytes, lengths, data, sat = self._batch(sel)
+        if rows.shape[0] == 0:
+            return keys, data, lengths
+        data[:] = 0
+        sat[:] = 0
+        self.codec.encode(rows, mux, self.values, data, sat)
+        self.saturated += int(sat.sum())
+        protect_batch(data, ids, crc_bytes, lengths)
+        return keys, data, lengths
 
     def due(self, t_s: float, only: tuple[str, ...] | None = None) -> list[tuple[int, bool, bytes]]:
-        """Encode the messages due at ``t_s`` (or exactly the messages ``only``, now); returns
-        ``(frame_id, is_extended, payload)`` per frame and advances the schedule past ``t_s``."""
-        frames: list[tuple[int, bool, bytes]] = []
-        for e in self.sched:
-            if only is not None:
-                if e["name"] not in only:
-                    continue
-            elif e["next_s"] > t_s + 1e-9:
-                continue
-            else:
-                p = e["period_s"]
-                e["next_s"] += p * (math.floor((t_s - e["next_s"]) / p + 1e-9) + 1)
-            if e["ctr_slot"] >= 0:
-                self.values[e["ctr_slot"]] = e["counter"]
-                e["counter"] = (e["counter"] + 1) % e["ctr_mod"]
-            self._encode(e["rows"], e["mux"], frames)
-        return frames
-
-    def _encode(self, rows: np.ndarray, mux: np.ndarray, frames: list) -> None:
-        data, sat = self.codec.encode(rows, mux, self.values)
-        self.saturated += int(sat.sum())
-        protect_batch(data, self.ids[rows], self.crc_bytes[rows], self.lengths[rows])
-        for j in range(rows.shape[0]):
-            msg = self.codec.messages[rows[j]]
-            frames.append((msg.frame_id, msg.is_extended_frame, bytes(data[j, :msg.length])))
+        """As :meth:`due_arrays`, as ``(frame_id, is_extended, payload)`` per frame."""
+        keys, data, dlc = self.due_arrays(t_s, only)
+        return [(k & ~EXTENDED_FLAG, k >= EXTENDED_FLAG, bytes(data[j, :n]))
+                for j, (k, n) in enumerate(zip(keys.tolist(), dlc.tolist()))]
