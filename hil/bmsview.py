@@ -9,8 +9,9 @@ import math
 import can
 import numpy as np
 
-from bms.can.codec import FrameCodec, frame_key
+from bms.can.codec import FrameCodec
 from bms.can.e2e import batch_arrays, check_batch
+from bms.can.frames import rows_of, to_arrays
 from bms.signal_map import SignalMap
 
 
@@ -26,24 +27,29 @@ class BmsView:
         self._row_of_key = {int(k): r for r, k in enumerate(self.codec.msg_keys)}
         self.inv = {q: s for s, q in smap.out_signals.items()}
         self.bad_crc = 0
+        self._qslot: dict[str, int] = {}
 
     def feed(self, frames: list[can.Message], t_s: float) -> None:
-        sel = [f for f in frames if frame_key(f.arbitration_id, f.is_extended_id) in self.keys and len(f.data) <= 8]
-        if not sel:
+        if frames:
+            a = to_arrays(frames)
+            ok = a.data_frame
+            self.feed_arrays(a.keys[ok], a.data[ok], a.dlc[ok], t_s)
+
+    def feed_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float) -> None:
+        """As :meth:`feed` on frames given as arrays (classic data frames)."""
+        n = keys.shape[0]
+        rows = np.empty(n, np.int64)
+        found = rows_of(keys, self.codec.msg_keys, rows)
+        if found == 0:
             return
-        n = len(sel)
-        keys = np.array([frame_key(f.arbitration_id, f.is_extended_id) for f in sel], np.int64)
-        data = np.zeros((n, 8), np.uint8)
-        dlc = np.zeros(n, np.int64)
-        for j, f in enumerate(sel):
-            d = bytes(f.data)
-            data[j, :len(d)] = np.frombuffer(d, np.uint8)
-            dlc[j] = len(d)
-        rows = np.array([self._row_of_key[int(k)] for k in keys], np.int64)
-        ok = np.zeros(n, np.bool_)
-        self.bad_crc += check_batch(data, self.ids[rows], self.crc_bytes[rows], self.lengths[rows], ok)
-        if ok.any():
-            self.codec.decode(keys[ok], np.ascontiguousarray(data[ok]), self.buf, dlc[ok], np.full(int(ok.sum()), t_s))
+        if found < n:
+            sel = rows >= 0
+            keys, data, dlc, rows = keys[sel], np.ascontiguousarray(data[sel]), dlc[sel], rows[sel]
+        ok = np.zeros(found, np.bool_)
+        if check_batch(data, self.ids[rows], self.crc_bytes[rows], self.lengths[rows], ok):
+            self.bad_crc += int(found - np.count_nonzero(ok))
+            keys, data, dlc = keys[ok], np.ascontiguousarray(data[ok]), dlc[ok]
+        self.codec.decode(keys, data, self.buf, dlc, np.full(keys.shape[0], t_s))
 
     def signal(self, name: str) -> float:
         s = self.codec.slot(name)
@@ -51,7 +57,10 @@ class BmsView:
 
     def q(self, quantity: str) -> float:
         """A BMS output quantity (``bms.signal_map.QUANTITIES``) through the map's signal for it."""
-        return self.signal(self.inv[quantity])
+        s = self._qslot.get(quantity)
+        if s is None:
+            s = self._qslot[quantity] = self.codec.slot(self.inv[quantity])
+        return float(self.buf.value[s]) if self.buf.valid[s] else math.nan
 
     def age_s(self, name: str, t_s: float) -> float:
         return t_s - float(self.buf.time_s[self.codec.slot(name)])

@@ -9,8 +9,12 @@ node runs its step(s) and sends its frames, which the pack node (contactor and b
 the VCU and the charger (state, limits, charge request) decode.
 
 Transports: ``"virtual"`` -- python-can's virtual bus (one channel per run, a unique name; the BMS
-node and the plant each own a ``can.Bus``); ``"direct"`` -- the same frames handed over as lists
-(no bus objects; same bytes, same order, faster). Both are deterministic for a seed.
+node and the plant each own a :class:`bms.can.vbus.LockstepBus`, python-can's ``VirtualBus`` with
+batch send / receive: every frame is a ``can.Message`` on the channel); ``"virtual_plain"`` -- the
+same over ``can.Bus(interface="virtual")`` one frame at a time (python-can's own send, which
+deep-copies each frame, and ``recv``; the benchmark's baseline); ``"direct"`` -- the same frames
+handed over as lists (no bus objects; same bytes, same order). All are deterministic for a seed
+and exchange the same frames.
 
 Recorded every ``record_period_s``: the truth (true cell SOC, temperatures, current, voltages)
 beside the BMS's estimates and decisions as seen on the bus (SOC, limits, state, faults) and its
@@ -31,6 +35,9 @@ import can
 import numpy as np
 
 from bms import layout as L
+from bms.can.codec import EXTENDED_FLAG
+from bms.can.frames import FrameArrays, to_arrays, to_messages
+from bms.can.vbus import LockstepBus
 from bms.diag_table import FAULTS
 from bms.node import BmsNode, SimClock
 from bms.signal_map import load_map
@@ -45,6 +52,7 @@ from hil.scenario import Scenario, evaluate
 from hil.vehicle import Charger, Vcu, segment_current
 
 DT_S = 0.01
+TRANSPORTS = ("virtual", "virtual_plain", "direct")
 _channels = itertools.count()
 REC_FIELDS = (
     "t_s", "state", "contactors", "k_actual", "pack_i_a", "pack_v", "bus_v", "demand_a", "i_chg_lim_a",
@@ -104,8 +112,8 @@ class CoSim:
 
     def __init__(self, scn: Scenario, transport: str = "virtual", log_path: str | Path | None = None,
                  blf_path: str | Path | None = None):
-        if transport not in ("virtual", "direct"):
-            raise ValueError(f"transport must be 'virtual' or 'direct', got {transport!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
         self.scn, self.transport = scn, transport
         self.smap = load_map(scn.map)
         self.model = build_model(scn, self.smap)
@@ -119,9 +127,12 @@ class CoSim:
         self.inj = FaultInjector(scn.faults, self.pack, vcu_ids, chg_ids)
         self.clock = SimClock()
         self.buses: list[can.BusABC] = []
-        if transport == "virtual":
+        if transport != "direct":
             ch = f"bms-fil-cosim-{next(_channels)}-{id(self)}"
-            self.buses = [can.Bus(interface="virtual", channel=ch, preserve_timestamps=True) for _ in range(2)]
+            if transport == "virtual":
+                self.buses = [LockstepBus(channel=ch, preserve_timestamps=True) for _ in range(2)]
+            else:
+                self.buses = [can.Bus(interface="virtual", channel=ch, preserve_timestamps=True) for _ in range(2)]
         self.node = BmsNode(self.buses[0] if self.buses else None, self.smap, clock=self.clock)
         self.writers = []
         self.log_paths = []
@@ -140,19 +151,48 @@ class CoSim:
                 "pack_i_a": t["pack_i_a"], "pack_v": t["pack_v"], "temp_max_c": float(tc.max()),
                 "temp_min_c": float(tc.min())}
 
-    def _exchange(self, plant_frames: list[can.Message], t: float) -> list[can.Message]:
+    def _plant_frames(self, t: float, bus_v: float) -> tuple[FrameArrays, list[can.Message] | None]:
+        """The plant's frames due at ``t`` as the BMS receives them (after the fault filter), as
+        arrays; python-can frames too when they are needed (a log, a frame-altering fault)."""
+        pk_keys, pk_data, pk_dlc = self.pack.frames_due_arrays(t)
+        extra = self.vcu.frames_due(t) + (self.charger.frames_due(t, bus_v) if self.charger.connected else [])
+        inj = self.inj
+        if inj.frame_faults or inj.replay_store or self.writers or self.transport == "virtual_plain":
+            frames = inj.filter(to_messages(pk_keys, pk_data, pk_dlc, t) + extra)
+            return to_arrays(frames), frames
+        if extra:
+            e = to_arrays(extra)
+            keys, data, dlc = (np.concatenate([pk_keys, e.keys]), np.concatenate([pk_data, e.data]),
+                               np.concatenate([pk_dlc, e.dlc]))
+        else:
+            keys, data, dlc = pk_keys, pk_data, pk_dlc
+        if inj.drop:  # silent senders (by arbitration ID)
+            keep = ~np.isin(keys & ~EXTENDED_FLAG, np.fromiter(inj.drop, np.int64))
+            keys, data, dlc = keys[keep], data[keep], dlc[keep]
+        return FrameArrays(keys, data, dlc, np.ones(keys.shape[0], np.bool_)), None
+
+    def _exchange(self, plant: FrameArrays, plant_msgs: list[can.Message] | None, t: float) -> list[can.Message]:
+        """Plant frames to the BMS node, its step(s), its frames back (python-can frames)."""
         node = self.node
         if self.transport == "direct":
-            node.receive(plant_frames, t)
+            if plant_msgs is None:
+                node.receive_arrays(plant.keys, plant.data, plant.dlc, t)
+            else:
+                node.receive(plant_msgs, t)
             node.step_to(t, poll=False)
             out, node.sent = node.sent, []
             return out
-        plant = self.buses[1]
-        for f in plant_frames:
-            plant.send(f)
+        bus = self.buses[1]
+        if plant_msgs is None:
+            bus.send_frames(plant.keys, plant.data, plant.dlc, t)
+        else:
+            for f in plant_msgs:
+                bus.send(f)
         node.step_to(t)
+        if self.transport == "virtual":
+            return bus.recv_all()
         out = []
-        while (m := plant.recv(timeout=0.0)) is not None:
+        while (m := bus.recv(timeout=0.0)) is not None:
             out.append(m)
         return out
 
@@ -194,15 +234,18 @@ class CoSim:
                 seg_t0 = t - seg.duration_s  # the next tick moves on to the next segment
             # ---- plant physics and frames
             pack.step(t, DT_S)
-            plant = pack.frames_due(t) + vcu.frames_due(t) + (chg.frames_due(t, bus_v) if chg.connected else [])
-            plant = inj.filter(plant)
-            bms_frames = self._exchange(plant, t)
-            pack.on_frames(bms_frames)
-            self.view.feed(bms_frames, t)
-            frames += len(plant) + len(bms_frames)
+            plant, plant_msgs = self._plant_frames(t, bus_v)
+            bms_frames = self._exchange(plant, plant_msgs, t)
+            if bms_frames:
+                a = to_arrays(bms_frames)
+                if not a.data_frame.all():
+                    a = FrameArrays(*(x[a.data_frame] for x in a))
+                pack.on_arrays(a.keys, a.data, a.dlc)
+                self.view.feed_arrays(a.keys, a.data, a.dlc, t)
+            frames += plant.keys.shape[0] + len(bms_frames)
             if writers:
                 for w in writers:
-                    for m in plant:
+                    for m in plant_msgs:
                         w.on_message_received(m)
                     for m in bms_frames:
                         w.on_message_received(m)

@@ -22,13 +22,15 @@ from typing import NamedTuple
 import can
 import numpy as np
 
-from bms.can.codec import FrameCodec, frame_key
+from bms.can import _kernels as K
+from bms.can.codec import ST_OK, FrameCodec
 from bms.can.dbc import cycle_time_s
+from bms.can.frames import to_arrays, to_messages
+from bms.can.schedule import due_kernel
 from bms.node.rx import counter_signal
 from bms.signal_map import SignalMap
-from hil.pack import (
-    IN_K0, K_NEG, K_POS, K_PRE, PK_IPACK, PK_KFB0, PK_VBUS, PK_VPACK, X_T, X_Z, pack_step, sample_sensors,
-)
+from hil.pack import IN_K0, K_NEG, K_POS, K_PRE, PK_IPACK, PK_KFB0, PK_VBUS, PK_VPACK, X_T, X_Z
+from hil.pack.bound import bind_sensors, bind_step
 
 
 class PackModel(NamedTuple):
@@ -62,20 +64,34 @@ class PackNode:
         c = self.codec = FrameCodec(names, db)
         self.values = np.zeros(c.n_slots)
         self.board_of = {m: b for b, ms in enumerate(self.board_msgs) for m in ms}
-        self.sched = []
+        # schedule as arrays: one entry per message (the due set is found without a Python loop)
+        self.names = names
+        self.plans = []
+        period, ctr_slot, ctr_mod = [], [], []
         for name in names:
             msg = c.messages[c.row(name)]
-            rows, mux, _ = c.cycle_plan([name])
+            self.plans.append(c.cycle_plan([name])[:2])
             ctr = counter_signal(msg)
-            self.sched.append([name, cycle_time_s(msg), float(t0_s), rows, mux,
-                               c.slot(ctr) if ctr else -1, 1 << msg.get_signal_by_name(ctr).length if ctr else 1, 0,
-                               msg.frame_id, msg.is_extended_frame, msg.length])
+            period.append(cycle_time_s(msg))
+            ctr_slot.append(c.slot(ctr) if ctr else -1)
+            ctr_mod.append(1 << msg.get_signal_by_name(ctr).length if ctr else 1)
+        self.period_s = np.array(period)
+        self.next_s = np.full(len(names), float(t0_s))
+        self.ctr_slot = np.array(ctr_slot, np.int64)
+        self.ctr_mod = np.array(ctr_mod, np.int64)
+        self.counter = np.zeros(len(names), np.int64)
+        self.is_board = np.array([n in self.board_of for n in names], np.bool_)
+        self._batches: dict[bytes, tuple] = {}
+        self._due = np.zeros(len(names), np.bool_)
+        self._none = (np.zeros(0, np.int64), np.zeros((0, 8), np.uint8), np.zeros(0, np.int64))
         self.cell_slots = c.slots(r.signal for r in smap.cells)
         self.temp_slots = c.slots(r.signal for r in smap.temps)
         self.s_i, self.s_pv, self.s_bv = (c.slot(sc[k].signal) for k in ("pack_i_a", "pack_v", "bus_v"))
         # auxiliary contacts: the model's contact positions as the sensor reads them (a weld reads closed)
         self.fb_slots = [(PK_KFB0 + k, c.slot(sc[f"fb_{q}"].signal))
                          for q, k in (("neg", K_NEG), ("pre", K_PRE), ("pos", K_POS)) if f"fb_{q}" in sc]
+        self.kfb_idx = np.array([k for k, _ in self.fb_slots], np.int64)
+        self.kfb_slots = np.array([s for _, s in self.fb_slots], np.int64)
         self.ch_cells = np.arange(p.n_series)
         self.ch_temps = p.n_series + np.arange(p.n_ts)
         # board status signals (bleed feedback, board temperature), found by DBC signal name
@@ -89,6 +105,10 @@ class PackNode:
                     elif s.name.endswith("_BoardTemp"):
                         tmp = c.slot(s.name)
             self.status_slots.append((fb, tmp))
+        self.balfb_boards = np.array([b for b, (fb, _) in enumerate(self.status_slots) if fb is not None], np.int64)
+        self.balfb_slots = np.array([fb for fb, _ in self.status_slots if fb is not None], np.int64)
+        self.tmp_boards = np.array([b for b, (_, t) in enumerate(self.status_slots) if t is not None], np.int64)
+        self.tmp_slots = np.array([t for _, t in self.status_slots if t is not None], np.int64)
         self.cpb = pk.cells_per_board
         self.tpb = pk.temps_per_board
         self.bit_w = (1 << np.arange(self.cpb)).astype(np.float64)
@@ -102,15 +122,21 @@ class PackNode:
         self.rx_keys = set(int(k) for k in self.rx.msg_keys)
         self.cmd_slots = [(k, self.rx.slot(s)) for k, s in cmd_sigs.items()]
         self.bal_slots = [(b, self.rx.slot(s)) for b, s in enumerate(smap.bal_masks) if s]
+        self.bal_boards = np.array([b for b, _ in self.bal_slots], np.int64)
+        self.bal_slot_a = np.array([s for _, s in self.bal_slots], np.int64)
+        self.bit_i = np.arange(self.cpb, dtype=np.int64)
+        self.bal_keys = {int(self.rx.msg_keys[self.rx.row(m)]) for m in bal_msgs}
+        self._step = bind_step(p, model.f, model.st, model.inp, model.bleed)
+        self._sample = bind_sensors(p, model.f, model.st)
         self.t_sample_s = float(t0_s)
         self.commands_seen = 0
 
     # ---- physics ---------------------------------------------------------------------------
     def step(self, t_s: float, dt_s: float) -> None:
-        """Advance the pack model by ``dt_s`` (ending at ``t_s``) and sample every sensor."""
-        m = self.m
-        pack_step(m.p, m.f, m.st, m.inp, m.bleed, dt_s)
-        sample_sensors(m.p, m.f, m.st, max(t_s - self.t_sample_s, 0.0))
+        """Advance the pack model by ``dt_s`` (ending at ``t_s``) and sample every sensor (the kernels
+        are bound to the model's arrays once: change them in place only)."""
+        self._step(dt_s)
+        self._sample(max(t_s - self.t_sample_s, 0.0))
         self.t_sample_s = t_s
 
     # ---- frames out --------------------------------------------------------------------------
@@ -120,65 +146,78 @@ class PackNode:
         v[self.s_i] = meas[m.p.ch_current]
         v[self.s_pv] = meas[m.p.ch_pack_v]
         v[self.s_bv] = meas[m.p.ch_bus_v]
-        for k, slot in self.fb_slots:
-            v[slot] = m.st.pk[k]
+        if self.fb_slots:
+            v[self.kfb_slots] = m.st.pk[self.kfb_idx]
         if not boards:
             return
         v[self.cell_slots] = meas[self.ch_cells]
         v[self.temp_slots] = meas[self.ch_temps]
-        ts = m.st.ts_temp
-        for b, (fb, tmp) in enumerate(self.status_slots):
-            if fb is not None:
-                v[fb] = float(m.bleed[b * self.cpb:(b + 1) * self.cpb] @ self.bit_w)
-            if tmp is not None:
-                v[tmp] = float(np.mean(ts[b * self.tpb:(b + 1) * self.tpb]))
+        if self.balfb_slots.size:
+            bleed = m.bleed[:len(self.status_slots) * self.cpb].reshape(-1, self.cpb)
+            v[self.balfb_slots] = bleed[self.balfb_boards] @ self.bit_w
+        if self.tmp_slots.size:
+            v[self.tmp_slots] = m.st.ts_temp[:len(self.status_slots) * self.tpb].reshape(-1, self.tpb)[
+                self.tmp_boards].mean(axis=1)
+
+    def _batch(self, due: np.ndarray) -> tuple:
+        """Concatenated frame plan of the messages of the due mask (cached per set)."""
+        key = due.tobytes()
+        b = self._batches.get(key)
+        if b is None:
+            sel = np.flatnonzero(due)
+            rows = np.concatenate([self.plans[i][0] for i in sel])
+            b = (rows, np.concatenate([self.plans[i][1] for i in sel]), self.codec.msg_keys[rows],
+                 self.codec.msg_i[rows, K.M_LEN].copy(), np.zeros((rows.shape[0], 8), np.uint8),
+                 bool(self.is_board[sel].any()))
+            self._batches[key] = b
+        return b
+
+    def frames_due_arrays(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every frame due at ``t_s`` (each message on its DBC period), encoded in one batch:
+        ``(keys, data (n, 8) uint8, dlc)``. The arrays are reused by a later call: copy to keep."""
+        if due_kernel(self.next_s, self.period_s, t_s, self.ctr_slot, self.ctr_mod, self.counter, self.values,
+                      self._due) == 0:
+            return self._none
+        rows, mux, keys, dlc, data, boards = self._batch(self._due)
+        self._fill(boards)
+        data[:] = 0
+        self.codec.encode(rows, mux, self.values, data)
+        return keys, data, dlc
 
     def frames_due(self, t_s: float) -> list[can.Message]:
-        """Every frame due at ``t_s`` (each message on its DBC period), encoded in one batch."""
-        due = [e for e in self.sched if e[2] <= t_s + 1e-9]
-        if not due:
-            return []
-        self._fill(any(e[0] in self.board_of for e in due))
-        rows, mux, meta = [], [], []
-        for e in due:
-            e[2] += e[1]
-            if e[2] <= t_s + 1e-9:  # fell behind: resume on the period grid
-                e[2] += e[1] * (int((t_s - e[2]) / e[1]) + 1)
-            if e[5] >= 0:
-                self.values[e[5]] = e[7]
-                e[7] = (e[7] + 1) % e[6]
-            rows.append(e[3])
-            mux.append(e[4])
-            meta += [(e[8], e[9], e[10], e[0])] * len(e[3])
-        data, _ = self.codec.encode(np.concatenate(rows), np.concatenate(mux), self.values)
-        return [can.Message(arbitration_id=fid, is_extended_id=ext, data=bytes(data[j, :n]), timestamp=t_s)
-                for j, (fid, ext, n, _name) in enumerate(meta)]
+        """As :meth:`frames_due_arrays`, as python-can frames stamped ``t_s``."""
+        return to_messages(*self.frames_due_arrays(t_s), t_s)
 
     # ---- commands in -------------------------------------------------------------------------
-    def on_frames(self, frames: list[can.Message]) -> int:
-        """Decode the BMS's contactor and bleed commands among ``frames``; returns how many were used."""
-        sel = [f for f in frames if frame_key(f.arbitration_id, f.is_extended_id) in self.rx_keys
-               and not f.is_error_frame and not f.is_remote_frame and len(f.data) <= 8]
-        if not sel:
+    def on_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray) -> int:
+        """Decode the BMS's contactor and bleed commands among frames given as arrays (classic data
+        frames; others are ignored by the decoder); returns how many were used."""
+        if keys.shape[0] == 0:
             return 0
-        keys = np.array([frame_key(f.arbitration_id, f.is_extended_id) for f in sel], np.int64)
-        data = np.zeros((len(sel), 8), np.uint8)
-        dlc = np.zeros(len(sel), np.int64)
-        for j, f in enumerate(sel):
-            d = bytes(f.data)
-            data[j, :len(d)] = np.frombuffer(d, np.uint8)
-            dlc[j] = len(d)
-        self.rx.decode(keys, data, self.rx_buf, dlc)
+        status = self.rx.decode(keys, data, self.rx_buf, dlc)
+        n = int(np.count_nonzero(status == ST_OK))
+        if n == 0:
+            return 0
         b, inp = self.rx_buf, self.m.inp
         for k, slot in self.cmd_slots:
             if b.valid[slot]:
                 inp[IN_K0 + k] = 1.0 if b.value[slot] > 0.5 else 0.0
-        for brd, slot in self.bal_slots:
-            if b.valid[slot]:
-                mask = int(b.value[slot])
-                self.m.bleed[brd * self.cpb:(brd + 1) * self.cpb] = (mask >> np.arange(self.cpb)) & 1
-        self.commands_seen += len(sel)
-        return len(sel)
+        if not self.bal_keys.isdisjoint(keys.tolist()):  # balancing masks in this batch
+            ok = b.valid[self.bal_slot_a]
+            boards = self.bal_boards[ok]
+            masks = b.value[self.bal_slot_a[ok]].astype(np.int64)
+            bleed = self.m.bleed[:len(self.status_slots) * self.cpb].reshape(-1, self.cpb)
+            bleed[boards] = (masks[:, None] >> self.bit_i) & 1
+        self.commands_seen += n
+        return n
+
+    def on_frames(self, frames: list[can.Message]) -> int:
+        """Decode the BMS's contactor and bleed commands among ``frames``; returns how many were used."""
+        if not frames:
+            return 0
+        a = to_arrays(frames)
+        ok = a.data_frame
+        return self.on_arrays(a.keys[ok], a.data[ok], a.dlc[ok])
 
     # ---- truth -------------------------------------------------------------------------------
     def true_element_soc(self) -> np.ndarray:
