@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks._timing import figure, median_seconds
 from bms import core
+from bms.can import _kernels as K
 from bms.can.frames import to_messages
 from bms.node import BmsNode, SimClock
 from bms.signal_map import load_map
@@ -59,7 +60,8 @@ def run() -> dict:
     node = BmsNode(None, smap, clock=SimClock())
     cycles = [_cycle_frames(node, k) for k in range(16)]
     keys, data = cycles[0]
-    dlc = np.full(keys.shape[0], 8, np.int64)
+    c = node.rx.codec
+    dlc = c.msg_i[np.searchsorted(c.msg_keys, keys), K.M_LEN].astype(np.int64)  # each message's DBC length
     db = smap.db
     t = [0.0]
     k_cycle = [0]
