@@ -88,7 +88,7 @@ class RunResult:
         return self.sim_s / self.wall_s if self.wall_s > 0 else math.inf
 
 
-def build_model(scn: Scenario, smap) -> PackModel:
+def build_model(scn: Scenario, smap, dt_s: float = DT_S) -> PackModel:
     """The pack model of a scenario: the map's pack geometry, the scenario's spread and state."""
     pk, ini = smap.pack, scn.initial
     geo = PackGeometry(n_series=pk.n_series, n_parallel=pk.n_parallel, cells_per_board=pk.cells_per_board,
@@ -102,7 +102,7 @@ def build_model(scn: Scenario, smap) -> PackModel:
         if not 0 <= cell < pk.n_series:
             raise ValueError(f"{scn.path}: initial.soc_offsets names cell {cell} (pack has {pk.n_series})")
         soc[cell * p.n_parallel:(cell + 1) * p.n_parallel] += d
-    st = init_state(p, soc=np.clip(soc, 0.0, 1.0), temp_c=ini.temp_c, dt_s=DT_S, seed=scn.seed)
+    st = init_state(p, soc=np.clip(soc, 0.0, 1.0), temp_c=ini.temp_c, dt_s=dt_s, seed=scn.seed)
     inp = new_inputs(flow_kg_s=ini.coolant_flow_kg_s, coolant_c=ini.coolant_c, ambient_c=ini.ambient_c)
     return PackModel(p, new_faults(p), st, inp, np.zeros(p.n_series, np.uint8))
 
@@ -111,12 +111,14 @@ class CoSim:
     """One scenario run (see module docstring)."""
 
     def __init__(self, scn: Scenario, transport: str = "virtual", log_path: str | Path | None = None,
-                 blf_path: str | Path | None = None):
+                 blf_path: str | Path | None = None, dt_s: float = DT_S):
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
-        self.scn, self.transport = scn, transport
+        if not 0.0 < dt_s <= 1.0:
+            raise ValueError(f"dt_s (physics tick) must be in (0, 1] s, got {dt_s!r}")
+        self.scn, self.transport, self.dt_s = scn, transport, float(dt_s)
         self.smap = load_map(scn.map)
-        self.model = build_model(scn, self.smap)
+        self.model = build_model(scn, self.smap, self.dt_s)
         self.pack = PackNode(self.smap, self.model)
         self.view = BmsView(self.smap)
         self.vcu = Vcu(self.smap, self.view)
@@ -199,8 +201,9 @@ class CoSim:
     def run(self, progress: Callable[[float, float], None] | None = None) -> RunResult:
         scn, model, pack, vcu, chg, node, inj = self.scn, self.model, self.pack, self.vcu, self.charger, self.node, self.inj
         inp, pk = model.inp, model.st.pk
-        n_ticks = int(round(scn.duration_s / DT_S))
-        rec_every = max(1, int(round(scn.record_period_s / DT_S)))
+        dt = self.dt_s
+        n_ticks = int(round(scn.duration_s / dt))
+        rec_every = max(1, int(round(scn.record_period_s / dt)))
         rec = {k: [] for k in REC_FIELDS}
         events: list[tuple[float, str, str]] = []
         raised: dict[str, float] = {}
@@ -215,7 +218,7 @@ class CoSim:
         wall0 = time.perf_counter()
         t = 0.0
         for k in range(1, n_ticks + 1):
-            t = k * DT_S
+            t = k * dt
             self.clock.set(t)
             # ---- scenario: segment, faults, requests and demand
             while seg_i < len(segs) and t - seg_t0 > segs[seg_i].duration_s + 1e-9:
@@ -228,12 +231,12 @@ class CoSim:
                 inj.due(t, self._truth)
             inp[IN_FLOW] = flow0 * model.f.coolant_flow_scale[0]
             bus_v = pk[PK_VBUS]
-            inp[IN_I_A] = segment_current(seg, t - seg_t0, vcu, chg, bus_v, DT_S)
+            inp[IN_I_A] = segment_current(seg, t - seg_t0, vcu, chg, bus_v, dt)
             if seg.mode == "charge" and seg.stop_a is not None and chg.cv and 0.0 < chg.i_a < seg.stop_a:
                 events.append((t, "charge", f"charge complete (CV current {chg.i_a:.1f} A < {seg.stop_a} A)"))
                 seg_t0 = t - seg.duration_s  # the next tick moves on to the next segment
             # ---- plant physics and frames
-            pack.step(t, DT_S)
+            pack.step(t, dt)
             plant, plant_msgs = self._plant_frames(t, bus_v)
             bms_frames = self._exchange(plant, plant_msgs, t)
             if bms_frames:
@@ -292,7 +295,7 @@ class CoSim:
         self.close()
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in rec.items()}
         res = RunResult(scn, arrays, events, inj.specs, raised, np.array(sorted(states_seen)), node.stats.as_dict(),
-                        frames, t, wall, vcu.limited_s, bleed_ticks * DT_S, log_paths=list(self.log_paths))
+                        frames, t, wall, vcu.limited_s, bleed_ticks * dt, log_paths=list(self.log_paths))
         res.verdicts = evaluate(scn, res)
         return res
 
