@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import can
@@ -92,3 +93,23 @@ def test_replay_command_json_png_and_errors(tmp_path, capsys):
     empty = tmp_path / "empty.log"
     empty.write_text("")
     assert cli.main(["replay", str(empty)]) == 1
+
+
+def test_blf_recording_survives_a_channel_name_whose_digits_overflow(tmp_path):
+    """BLF keeps a 16-bit channel number from the name's trailing digits: "rec-99123456" used to
+    stop the recorder with struct.error (a random virtual channel made the test above flaky)."""
+    ch = "rec-99123456"
+    out = tmp_path / "o.blf"
+    rc = {}
+    th = threading.Thread(target=lambda: rc.setdefault("rec", cli.main(
+        ["record", "-i", "virtual", "-c", ch, "-o", str(out), "-q", "--count", "5", "--duration-s", "20"])))
+    th.start()
+    time.sleep(0.5)
+    with can.Bus(interface="virtual", channel=ch) as bus:
+        for k in range(5):
+            bus.send(can.Message(arbitration_id=0x100 + k, data=bytes([k] * 8), is_extended_id=False))
+    th.join(30)
+    assert rc["rec"] == 0
+    with can.LogReader(str(out)) as r:
+        got = [m.arbitration_id for m in r]
+    assert got == [0x100 + k for k in range(5)]

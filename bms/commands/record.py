@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     bus = _bus(args)
     logger = can.SizedRotatingLogger(str(out), max_bytes=args.max_bytes) if args.max_bytes else can.Logger(str(out))
+    if out.suffix.lower() == ".blf":
+        logger = _BlfChannelFit(logger)
     n = 0
     t0 = time.monotonic()
     next_flush = t0 + args.flush_s
@@ -93,3 +95,25 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"bms record: {n} frames to {out}", file=sys.stderr)
     return 0
+
+
+class _BlfChannelFit:
+    """BLF stores a frame's channel as a 16-bit number, which python-can takes from the trailing
+    digits of the channel name ("can0" -> 0). A name whose digits do not fit (a virtual channel
+    "rec-1f234567" -> 234567) made the writer raise and the recording stop; such frames are
+    stored on the writer's default channel instead."""
+
+    def __init__(self, logger):
+        self._logger = logger
+
+    def on_message_received(self, msg: can.Message) -> None:
+        from can.util import channel2int
+
+        ch = channel2int(msg.channel)
+        if ch is not None and not 0 <= ch < 0xFFFF:
+            msg.channel = None
+        self._logger.on_message_received(msg)
+
+    def __getattr__(self, name):
+        return getattr(self._logger, name)
+
