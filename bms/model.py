@@ -98,6 +98,16 @@ def interp_t(table, j, w):
 
 
 @nb.njit(cache=True, inline="always")
+def bilinear(a0, b0, a1, b1, ws, wt):
+    """Bilinear value of a table cell with corners (a0, b0) at T_j and (a1, b1) at T_j+1 (SOC
+    grid points k, k+1): v = (1-wt)(a0 + ws (b0-a0)) + wt (a1 + ws (b1-a1)), and its slope per
+    SOC grid step (1-wt)(b0-a0) + wt(b1-a1). Scalars only, so kernels can call it per cell
+    without numba's per-call array refcounting (bms.soc.ekf)."""
+    return ((1.0 - wt) * (a0 + ws * (b0 - a0)) + wt * (a1 + ws * (b1 - a1)),
+            (1.0 - wt) * (b0 - a0) + wt * (b1 - a1))
+
+
+@nb.njit(cache=True, inline="always")
 def interp_ts(table, j, wt, k, ws):
     """Bilinear interpolation of a (nT, nS) table, and its slope d/dsoc per unit SOC
     (the slope of the SOC segment, blended over temperature); ``dsoc`` is applied by the caller."""
@@ -105,13 +115,7 @@ def interp_ts(table, j, wt, k, ws):
         a = table[0, k]
         b = table[0, k + 1]
         return a + ws * (b - a), b - a
-    a0 = table[j, k]
-    b0 = table[j, k + 1]
-    a1 = table[j + 1, k]
-    b1 = table[j + 1, k + 1]
-    lo = a0 + ws * (b0 - a0)
-    hi = a1 + ws * (b1 - a1)
-    return (1.0 - wt) * lo + wt * hi, (1.0 - wt) * (b0 - a0) + wt * (b1 - a1)
+    return bilinear(table[j, k], table[j, k + 1], table[j + 1, k], table[j + 1, k + 1], ws, wt)
 
 
 @nb.njit(cache=True)

@@ -145,14 +145,6 @@ class CoSim:
                 self.log_paths.append(str(pth))
 
     # ---- one tick --------------------------------------------------------------------------
-    def _truth(self) -> dict:
-        x = self.pack.true_element_soc()
-        tc = self.model.st.x[:, X_T]
-        t = self.pack.truth()
-        return {"soc_min": float(x.min()), "soc_mean": float(x.mean()), "soc_max": float(x.max()),
-                "pack_i_a": t["pack_i_a"], "pack_v": t["pack_v"], "temp_max_c": float(tc.max()),
-                "temp_min_c": float(tc.min())}
-
     def _plant_frames(self, t: float, bus_v: float) -> tuple[FrameArrays, list[can.Message] | None]:
         """The plant's frames due at ``t`` as the BMS receives them (after the fault filter), as
         arrays; python-can frames too when they are needed (a log, a frame-altering fault)."""
@@ -228,7 +220,7 @@ class CoSim:
                 break
             seg = segs[seg_i]
             if inj.specs:
-                inj.due(t, self._truth)
+                inj.due(t, self.pack.conditions)
             inp[IN_FLOW] = flow0 * model.f.coolant_flow_scale[0]
             bus_v = pk[PK_VBUS]
             inp[IN_I_A] = segment_current(seg, t - seg_t0, vcu, chg, bus_v, dt)

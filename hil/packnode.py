@@ -231,3 +231,13 @@ class PackNode:
     def truth(self) -> dict:
         pk = self.m.st.pk
         return {"pack_i_a": float(pk[PK_IPACK]), "pack_v": float(pk[PK_VPACK]), "bus_v": float(pk[PK_VBUS])}
+
+    def conditions(self) -> dict:
+        """The true quantities a fault's ``when`` condition reads (hil.faults): element SOC
+        min/mean/max, pack current and voltage, cell temperature min/max."""
+        x = self.true_element_soc()
+        tc = self.true_cell_temp_c()
+        t = self.truth()
+        return {"soc_min": float(x.min()), "soc_mean": float(x.mean()), "soc_max": float(x.max()),
+                "pack_i_a": t["pack_i_a"], "pack_v": t["pack_v"], "temp_max_c": float(tc.max()),
+                "temp_min_c": float(tc.min())}

@@ -98,7 +98,7 @@ class Plant:
         seg = segs[self.seg_i]
         if inj.specs:
             before = {id(f) for f in inj.specs if f.t_on is not None}
-            if inj.due(t_s, self._truth):
+            if inj.due(t_s, self.pack.conditions):
                 for f in inj.specs:
                     if f.t_on is not None and id(f) not in before:
                         self.fault_wall[f.label] = time.time()
@@ -126,14 +126,6 @@ class Plant:
             self._record(t_s)
         self.frames_out += len(frames)
         return frames
-
-    def _truth(self) -> dict:
-        x = self.pack.true_element_soc()
-        tc = self.model.st.x[:, X_T]
-        t = self.pack.truth()
-        return {"soc_min": float(x.min()), "soc_mean": float(x.mean()), "soc_max": float(x.max()),
-                "pack_i_a": t["pack_i_a"], "pack_v": t["pack_v"], "temp_max_c": float(tc.max()),
-                "temp_min_c": float(tc.min())}
 
     # ---- what the BMS says ------------------------------------------------------------------
     def on_frames(self, frames: list[can.Message], t_bus_s: float) -> None:

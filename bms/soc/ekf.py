@@ -50,6 +50,8 @@ import math
 
 import numba as nb
 
+from bms.model import bilinear
+
 from bms.soc.layout import (
     FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD,
     IBIAS, IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W,
@@ -224,23 +226,11 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
                 else:
                     kk = int(uu)
                     ws = uu - kk
-                # bilinear OCV(z,T), M(z,T) and their SOC-segment slopes blended over T
-                oa0 = ocv_t[j, kk]
-                ob0 = ocv_t[j, kk + 1]
-                oa1 = ocv_t[j1, kk]
-                ob1 = ocv_t[j1, kk + 1]
-                ocv = (1.0 - wt) * (oa0 + ws * (ob0 - oa0)) + wt * (oa1 + ws * (ob1 - oa1))
-                docv = (1.0 - wt) * (ob0 - oa0) + wt * (ob1 - oa1)
-                ma0 = hyst_t[j, kk]
-                mb0 = hyst_t[j, kk + 1]
-                ma1 = hyst_t[j1, kk]
-                mb1 = hyst_t[j1, kk + 1]
-                m = (1.0 - wt) * (ma0 + ws * (mb0 - ma0)) + wt * (ma1 + ws * (mb1 - ma1))
-                dm = (1.0 - wt) * (mb0 - ma0) + wt * (mb1 - ma1)
+                # bilinear OCV(z,T), M(z,T), F(z,T) and their SOC-segment slopes blended over T
+                ocv, docv = bilinear(ocv_t[j, kk], ocv_t[j, kk + 1], ocv_t[j1, kk], ocv_t[j1, kk + 1], ws, wt)
+                m, dm = bilinear(hyst_t[j, kk], hyst_t[j, kk + 1], hyst_t[j1, kk], hyst_t[j1, kk + 1], ws, wt)
+                f, _ = bilinear(r0f_t[j, kk], r0f_t[j, kk + 1], r0f_t[j1, kk], r0f_t[j1, kk + 1], ws, wt)
                 h = x[c, IH]
-                fa0 = r0f_t[j, kk]
-                fa1 = r0f_t[j1, kk]
-                f = (1.0 - wt) * (fa0 + ws * (r0f_t[j, kk + 1] - fa0)) + wt * (fa1 + ws * (r0f_t[j1, kk + 1] - fa1))
                 r0 = x[c, IC_R0C] if i_true > 0.0 else x[c, IC_R0D]
                 y = ocv + m * h + x[c, IC_M0] * x[c, IS] + x[c, IV1] + x[c, IV2] + r0 * f * i_true
                 hz = (docv + dm * h) * inv_dsoc
