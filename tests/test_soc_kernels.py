@@ -140,3 +140,12 @@ def test_pack_display_reaches_limits():
         if z.min() == 0.0:
             break
     assert out[PS_DISPLAY] == pytest.approx(0.0, abs=1e-3)
+
+
+@given(u=st.one_of(st.floats(0, 0.0625), st.floats(0, 50)))
+def test_exp_neg_matches_libm(u):
+    """The EKF's polynomial exp(-u) (used for the hysteresis decay) is exact to double-precision
+    noise on both sides of its switch to libm."""
+    from bms.soc.ekf import exp_neg
+
+    assert abs(exp_neg(u) - math.exp(-u)) <= 1e-12 * math.exp(-u)

@@ -42,7 +42,12 @@ Speed: :func:`ekf_run` is the only kernel; its whole per-cell body is written ou
 loop over scalars and the rows of ``x`` and ``P``. Passing arrays (or the parameter
 namedtuple) to a helper per cell costs numba's reference counting, ~30 ns per array-taking
 call even when inlined, more than the filter arithmetic itself; the tables are therefore
-unpacked once per call, and the temperature-dependent scalars are cached in ``x``.
+unpacked once per call, and the temperature-dependent scalars are cached in ``x``. The kernel
+is compiled with the fastmath flags that allow FMA contraction and reassociation but keep
+NaN/inf semantics (the hold logic relies on ``isfinite``), and the hysteresis decay uses
+:func:`exp_neg`: together 74 -> 62 ns per cell-step (192 cells, min of 25 CPU-time runs).
+Measured and rejected: reading the cell's row into locals and writing it back once (68 ns,
+register pressure), a reciprocal capacity (no change); the two extra table lookups cost ~3 ns.
 """
 from __future__ import annotations
 
@@ -61,6 +66,16 @@ from bms.soc.layout import (
 )
 
 P_FLOOR = 1e-14
+
+
+@nb.njit(cache=True, inline="always")
+def exp_neg(u):
+    """exp(-u) for u >= 0: the degree-6 Taylor polynomial when u < 0.0625 (relative error below
+    u^7/7! = 7e-13), else math.exp. The hysteresis decay exponent gamma |i| dt / Q is almost
+    always this small, and the polynomial is several times cheaper than the libm call."""
+    if u < 0.0625:
+        return 1.0 - u * (1.0 - u * (0.5 - u * (1.0 / 6.0 - u * (1.0 / 24.0 - u * (1.0 / 120.0 - u * (1.0 / 720.0))))))
+    return math.exp(-u)
 
 
 @nb.njit(cache=True)
@@ -94,7 +109,7 @@ def temp_scalars(p, x, c, temp_c, dt_s):
     x[c, IC_W] = w
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", fastmath={"contract", "arcp", "nsz", "reassoc"})
 def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_out):
     """EKF over samples k = 0..K-1 of n cells (equations in the module docstring), in place.
 
@@ -159,7 +174,7 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
             a2 = x[c, IC_A2]
             sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
             kh = x[c, IC_GAM] * dt_q
-            ah = math.exp(-kh * abs(i_prev)) if i_prev != 0.0 else 1.0
+            ah = exp_neg(kh * abs(i_prev))
             h_old = x[c, IH]
             u0 = -eta * dt_q
             x[c, IZ] -= u0 * i_prev
