@@ -44,7 +44,7 @@ from bms.signal_map import load_map
 from hil.bmsview import BmsView
 from hil.faults import FaultInjector
 from hil.pack import (
-    IN_FLOW, IN_I_A, IN_TAMB, IN_TCOOL, PK_K0, PK_PLIM, PK_VBUS, PackGeometry, PackSpread, X_T, build_params,
+    IN_I_A, IN_TAMB, IN_TCOOL, PK_K0, PK_PLIM, PK_VBUS, PackGeometry, PackSpread, X_T, build_params,
     init_state, new_faults, new_inputs,
 )
 from hil.packnode import PackModel, PackNode
@@ -205,7 +205,6 @@ class CoSim:
         states_seen = set()
         frames = 0
         bleed_ticks = 0
-        flow0 = float(inp[IN_FLOW])
         writers = self.writers
         wall0 = time.perf_counter()
         t = 0.0
@@ -221,7 +220,6 @@ class CoSim:
             seg = segs[seg_i]
             if inj.specs:
                 inj.due(t, self.pack.conditions)
-            inp[IN_FLOW] = flow0 * model.f.coolant_flow_scale[0]
             bus_v = pk[PK_VBUS]
             inp[IN_I_A] = segment_current(seg, t - seg_t0, vcu, chg, bus_v, dt)
             if seg.mode == "charge" and seg.stop_a is not None and chg.cv and 0.0 < chg.i_a < seg.stop_a:

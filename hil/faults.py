@@ -11,7 +11,8 @@ Kinds (:data:`KINDS`, the target key each needs):
 sense_wire_open (wire; value = potential shift V, default 0.2), cell_v_stuck / cell_v_noisy / cell_v_drift (cell; value = stuck V, noise sd V,
 drift V/s), temp_sensor_open / temp_sensor_short (sensor), temp_sensor_drift (sensor, value degC/s),
 internal_short (cell, value = conductance S), cell_overheat (board, value = degC forced on its cells),
-coolant_loss, current_offset (value A), current_gain (value relative), board_silent (board),
+coolant_loss (optional value = fraction of the nominal flow left, default 0; the pack model applies
+it to the nominal flow input, the plant never rescales the input), current_offset (value A), current_gain (value relative), board_silent (board),
 isense_silent, vcu_silent, charger_silent, contactor_welded (contactor = "pos" | "neg" | "both"),
 precharge_open, frame_corrupt / frame_replay (message), frame_forge (message, value = request).
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import can
 import numpy as np
 
-from hil.pack import IN_FLOW, K_NEG, K_POS, S_HI, S_LO, X_T
+from hil.pack import K_NEG, K_POS, S_HI, S_LO, X_T
 from hil.packnode import ISENSE_KEYS, PackNode
 
 KINDS: dict[str, tuple[str, ...]] = {
@@ -92,7 +93,6 @@ class FaultInjector:
         self.pack = pack
         m = pack.m
         self.p, self.f, self.st, self.inp = m.p, m.f, m.st, m.inp
-        self.flow0 = float(self.inp[IN_FLOW])
         db = pack.smap.db
         self.board_ids = [{db.get_message_by_name(n).frame_id for n in ms} for ms in pack.board_msgs]
         sc = pack.smap.scalars
@@ -166,7 +166,8 @@ class FaultInjector:
         elif k == "cell_overheat":
             (self.overheat.append if on else self.overheat.remove)(s)
         elif k == "coolant_loss":
-            f.coolant_flow_scale[0] = 0.0 if on else 1.0
+            rest = s.value if np.isfinite(s.value) else 0.0  # the fraction of the nominal flow left
+            f.coolant_flow_scale[0] = min(max(rest, 0.0), 1.0) if on else 1.0
         elif k == "current_offset":
             f.sens_offset[p.ch_current] = s.value if on else 0.0
         elif k == "current_gain":

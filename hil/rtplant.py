@@ -28,7 +28,7 @@ from bms.diag_table import FAULTS
 from hil.bmsview import BmsView
 from hil.cosim import DT_S, REC_FIELDS, RunResult, build_model
 from hil.faults import FaultInjector
-from hil.pack import IN_FLOW, IN_I_A, PK_K0, PK_VBUS, X_T
+from hil.pack import IN_I_A, PK_K0, PK_VBUS, X_T
 from hil.packnode import PackNode
 from hil.scenario import Scenario, evaluate
 from hil.vehicle import REQUESTS, Charger, Vcu, segment_current
@@ -55,7 +55,6 @@ class Plant:
         chg_ids = {db.get_message_by_name(smap.charger_message).frame_id} if smap.charger_message else set()
         self.inj = FaultInjector(scn.faults, self.pack, vcu_ids, chg_ids)
         self.fault_sigs = [(s, i) for s, i in smap.fault_bits.items()]
-        self.flow0 = float(self.model.inp[IN_FLOW])
         self.seg_i, self.seg_t0 = 0, 0.0
         self.t_s = 0.0                # scenario time of the last tick
         self.t_bus_s = 0.0            # bus time of the last tick
@@ -104,7 +103,6 @@ class Plant:
                         self.fault_wall[f.label] = time.time()
                         self.events.append((t_s, "inject", f.label))
         inp, pk = model.inp, model.st.pk
-        inp[IN_FLOW] = self.flow0 * model.f.coolant_flow_scale[0]
         bus_v = pk[PK_VBUS]
         inp[IN_I_A] = segment_current(seg, t_s - self.seg_t0, vcu, chg, bus_v, DT_S)
         if seg.mode == "charge" and seg.stop_a is not None and chg.cv and 0.0 < chg.i_a < seg.stop_a:

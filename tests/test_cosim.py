@@ -3,6 +3,8 @@ python-can's virtual bus and over direct frame hand-over."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import can
 import numpy as np
 import pytest
@@ -82,3 +84,22 @@ def test_truth_and_estimate_recorded_side_by_side():
 def test_transport_and_log_errors():
     with pytest.raises(ValueError, match="transport"):
         CoSim(drive_scn(1.0), "socket")
+
+
+def test_partial_coolant_loss_scales_the_flow_once():
+    """A coolant loss leaving half the flow removes the heat of half the nominal flow (the pack
+    model scales the nominal flow input; the plant used to scale the input too: a quarter)."""
+    from hil.faults import FaultSpec
+    from hil.pack import A_Q_COOL, IN_FLOW
+
+    q = {}
+    for case, flow, faults in (("half flow", 0.1, []), ("fault 0.5", 0.2, [FaultSpec("coolant_loss", at_s=0.0, value=0.5)])):
+        scn = drive_scn(3.0)
+        scn.initial = replace(scn.initial, temp_c=40.0, coolant_c=10.0, coolant_flow_kg_s=flow)
+        scn.faults, scn.verdicts = faults, {}
+        sim = CoSim(scn, "direct")
+        sim.run()
+        q[case] = sim.model.st.acc[A_Q_COOL], sim.model.inp[IN_FLOW]
+    assert q["half flow"][0] > 1e3
+    assert q["fault 0.5"][0] == pytest.approx(q["half flow"][0], rel=1e-9)
+    assert q["fault 0.5"][1] == 0.2  # the input stays the nominal flow

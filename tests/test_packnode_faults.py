@@ -231,7 +231,6 @@ def test_coolant_loss_heats_a_pack_that_the_coolant_would_cool(smap):
         m.inp[IN_I_A] = -300.0
         m.inp[IN_TCOOL], m.inp[IN_FLOW] = 20.0, 0.8
         inj.due(0.0)
-        m.inp[IN_FLOW] *= m.f.coolant_flow_scale[0]
         for k in range(1, 3001):
             node.step(k * 0.02, 0.02)
         ends.append(float(m.st.x[:, X_T].max()))
