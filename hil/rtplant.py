@@ -24,6 +24,7 @@ import can
 import numpy as np
 
 from bms import layout as L
+from bms.can.socketbatch import SocketBatch
 from bms.diag_table import FAULTS
 from hil.bmsview import BmsView
 from hil.cosim import DT_S, REC_FIELDS, RunResult, build_model
@@ -218,6 +219,7 @@ def run_realtime(bus: can.BusABC, plant: Plant, clock, rate: float = 1.0, durati
     # only the BMS's frames are of use here (on SocketCAN the kernel filters the rest)
     bus.set_filters([{"can_id": m.frame_id, "can_mask": 0x1FFFFFFF if m.is_extended_frame else 0x7FF,
                       "extended": m.is_extended_frame} for m in plant.view.codec.messages])
+    sock = SocketBatch.of(bus)  # SocketCAN: each tick's frames in one system call, receive in batches
     t0 = clock.now_s()
     period = DT_S / rate
     k, late, skipped, tx_err = 0, 0, 0, 0
@@ -235,7 +237,14 @@ def run_realtime(bus: can.BusABC, plant: Plant, clock, rate: float = 1.0, durati
         while k < due and not plant.done:
             k += 1
             t = k * DT_S
-            for m in plant.tick(t):
+            frames = plant.tick(t)
+            if sock is not None and frames:
+                try:
+                    tx_err += len(frames) - sock.send_messages(frames)
+                except can.CanError:
+                    tx_err += len(frames)
+                frames = []
+            for m in frames:
                 try:
                     bus.send(m)
                 except can.CanError:
@@ -247,10 +256,15 @@ def run_realtime(bus: can.BusABC, plant: Plant, clock, rate: float = 1.0, durati
             inbox = []
         wait = (k + 1) * period - (clock.now_s() - t0)
         while wait > 0:
-            msg = bus.recv(timeout=wait)
-            if msg is None:
-                break
-            inbox.append(msg)
+            if sock is not None:
+                if not sock.wait(wait):
+                    break
+                inbox += sock.recv_messages(bus.channel)
+            else:
+                msg = bus.recv(timeout=wait)
+                if msg is None:
+                    break
+                inbox.append(msg)
             wait = (k + 1) * period - (clock.now_s() - t0)
     if inbox:
         plant.on_frames(inbox, plant.t_bus_s)

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 SUFFIXES = (".log", ".asc", ".blf", ".csv", ".txt")
+RCVBUF_BYTES = 8 << 20
 
 
 def register(sub) -> None:
@@ -34,6 +35,9 @@ def register(sub) -> None:
     p.add_argument("--duration-s", type=float, default=None, metavar="S", help="stop after S seconds")
     p.add_argument("-n", "--count", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--stats-json", type=Path, default=None, metavar="FILE", help="write the frame count here at exit")
+    p.add_argument("--rcvbuf", type=int, default=RCVBUF_BYTES, metavar="BYTES",
+                   help=f"SocketCAN: socket receive buffer to ask for (default {RCVBUF_BYTES}: "
+                        "bursts of ~10,000 frames; the kernel's own default holds ~280)")
     p.add_argument("--can-config", type=Path, default=None, metavar="FILE", help="python-can config file")
     p.add_argument("--can-context", default=None, metavar="SECTION", help="section of the config file")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
@@ -53,6 +57,7 @@ def _flush(logger) -> None:
 def run(args: argparse.Namespace) -> int:
     import can
 
+    from bms.can.socketbatch import SocketBatch
     from bms.commands._signals import StopOnSignals
     from bms.commands.run import _bus
 
@@ -66,6 +71,16 @@ def run(args: argparse.Namespace) -> int:
     logger = can.SizedRotatingLogger(str(out), max_bytes=args.max_bytes) if args.max_bytes else can.Logger(str(out))
     if out.suffix.lower() == ".blf":
         logger = _BlfChannelFit(logger)
+    sock = SocketBatch.of(bus)   # SocketCAN: every queued frame in one system call
+    if sock is not None:
+        sock.set_rcvbuf(args.rcvbuf)
+
+    def take(timeout: float) -> list:
+        if sock is not None:
+            return sock.recv_messages(bus.channel) if timeout <= 0.0 or sock.wait(timeout) else []
+        msg = bus.recv(timeout=timeout)
+        return [] if msg is None else [msg]
+
     n = 0
     t0 = time.monotonic()
     next_flush = t0 + args.flush_s
@@ -77,21 +92,28 @@ def run(args: argparse.Namespace) -> int:
                     break
                 if args.count is not None and n >= args.count:
                     break
-                msg = bus.recv(timeout=max(0.0, min(next_flush - now, 0.1)))
-                if msg is not None:
+                msgs = take(max(0.0, min(next_flush - now, 0.1)))
+                if args.count is not None:
+                    msgs = msgs[:args.count - n]
+                for msg in msgs:
                     logger.on_message_received(msg)
-                    n += 1
+                n += len(msgs)
                 if time.monotonic() >= next_flush:
                     _flush(logger)
                     next_flush = time.monotonic() + args.flush_s
-        while (msg := bus.recv(timeout=0.0)) is not None:  # what is queued when the stop came
-            logger.on_message_received(msg)
-            n += 1
+        while args.count is None or n < args.count:  # what is queued when the stop came
+            msgs = take(0.0)
+            if not msgs:
+                break
+            for msg in msgs:
+                logger.on_message_received(msg)
+            n += len(msgs)
+        dropped = sock.drops() if sock is not None else None   # frames the kernel could not queue
     finally:
         logger.stop()
         bus.shutdown()
     if args.stats_json is not None:
-        args.stats_json.write_text(json.dumps({"frames": n, "seconds": time.monotonic() - t0}))
+        args.stats_json.write_text(json.dumps({"frames": n, "seconds": time.monotonic() - t0, "dropped": dropped}))
     if not args.quiet:
         print(f"bms record: {n} frames to {out}", file=sys.stderr)
     return 0

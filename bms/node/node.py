@@ -24,11 +24,12 @@ import numpy as np
 from bms import core
 from bms import layout as L
 from bms.can.frames import to_messages
+from bms.can.socketbatch import SocketBatch
 from bms.contactors import MAINS
 from bms.diag_table import FAULTS
 from bms.node.clock import SimClock, WallClock
 from bms.node.rx import Receiver
-from bms.node.stats import NodeStats
+from bms.node.stats import NOT_DATA, OK, NodeStats
 from bms.node.tx import Transmitter
 from bms.signal_map import DEFAULT_MAP, SignalMap, load_map
 
@@ -43,6 +44,8 @@ class BmsNode:
                  t0_s: float | None = None):
         self.smap = smap if isinstance(smap, SignalMap) else load_map(smap)
         self.bus = bus
+        # a SocketCAN bus: frames in and out in batches, one system call each (bms.can.socketbatch)
+        self._sock = SocketBatch.of(bus) if bus is not None else None
         self.clock = clock if clock is not None else SimClock()
         self.prm = self.smap.pack.params()
         self.st = state if state is not None else core.new_state(self.prm)
@@ -76,11 +79,14 @@ class BmsNode:
         self.stats.count(v)
         return v
 
-    def receive_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float | None = None) -> np.ndarray:
-        """As :meth:`receive` for classic data frames given as arrays (:mod:`bms.can.frames`)."""
+    def receive_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float | None = None,
+                       data_frame: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`receive` for frames given as arrays (:mod:`bms.can.frames`): classic data
+        frames, or those where ``data_frame`` is True (the others are counted as not_data)."""
         if keys.shape[0] == 0:
             return np.zeros(0, np.int8)
-        v = self.rx.receive_arrays(keys, data, dlc, self.clock.now_s() if t_s is None else t_s)
+        verdict = None if data_frame is None else np.where(data_frame, OK, NOT_DATA).astype(np.int8)
+        v = self.rx.receive_arrays(keys, data, dlc, self.clock.now_s() if t_s is None else t_s, verdict)
         self.stats.count(v)
         return v
 
@@ -88,6 +94,10 @@ class BmsNode:
         """Take every frame the bus holds now (non-blocking), stamped ``t_s``; returns the count."""
         if self.bus is None:
             return 0
+        if self._sock is not None:
+            keys, data, dlc, ok, _ = self._sock.recv_arrays(max_frames)
+            self.receive_arrays(keys, data, dlc, t_s, ok)
+            return int(keys.shape[0])
         recv_all = getattr(self.bus, "recv_all", None)  # bms.can.vbus.LockstepBus: one call for the batch
         if recv_all is not None:
             frames = recv_all()
@@ -185,6 +195,14 @@ class BmsNode:
         if self.bus is None:
             self.sent += to_messages(keys, data, dlc, t_s)
             return n
+        if self._sock is not None:  # SocketCAN: the batch in one system call
+            try:
+                sent = self._sock.send_frames(keys, data, dlc)
+            except can.CanError:
+                sent = 0
+            self.stats.frames_out += sent
+            self.stats.tx_errors += n - sent
+            return n
         send_frames = getattr(self.bus, "send_frames", None)  # bms.can.vbus.LockstepBus: the batch at once
         if send_frames is not None:
             try:
@@ -225,13 +243,22 @@ class BmsNode:
             if on_status is not None and now >= next_status:
                 on_status(self.status())
                 next_status = now + status_period_s
-            wait = self.next_step_s - self.clock.now_s()
-            msg = self.bus.recv(timeout=max(0.0, wait))
-            if msg is not None:  # with whatever else is queued: one screen / decode call per batch
-                frames = [msg]
-                while len(frames) < 512 and (m := self.bus.recv(timeout=0.0)) is not None:
-                    frames.append(m)
-                self.receive(frames, self.clock.now_s())
+            self._receive_for(self.next_step_s - self.clock.now_s())
+
+    def _receive_for(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for a frame, then take it with whatever else is queued (one
+        screen / decode call per batch), stamped on arrival."""
+        if self._sock is not None:
+            if self._sock.wait(timeout_s):
+                keys, data, dlc, ok, _ = self._sock.recv_arrays()
+                self.receive_arrays(keys, data, dlc, self.clock.now_s(), ok)
+            return
+        msg = self.bus.recv(timeout=max(0.0, timeout_s))
+        if msg is not None:
+            frames = [msg]
+            while len(frames) < 512 and (m := self.bus.recv(timeout=0.0)) is not None:
+                frames.append(m)
+            self.receive(frames, self.clock.now_s())
 
     def _listen(self, stop: Callable[[], bool]) -> None:
         """Before the first step on a live bus: receive for one cycle of the slowest receive
@@ -240,9 +267,7 @@ class BmsNode:
         own phase; a step on empty inputs would latch COMM_* faults at power-up)."""
         t_end = self.clock.now_s() + float(np.max(self.rx.timeout_s)) / self.smap.timeout_cycles
         while not stop() and (left := t_end - self.clock.now_s()) > 0:
-            msg = self.bus.recv(timeout=left)
-            if msg is not None:
-                self.receive([msg], self.clock.now_s())
+            self._receive_for(left)
         self.next_step_s = max(self.next_step_s, self.clock.now_s())
 
     def request_shutdown(self) -> None:
@@ -273,9 +298,7 @@ class BmsNode:
             else:
                 self.step_to(now, count_overruns=True)
                 if self.bus is not None:
-                    msg = self.bus.recv(timeout=max(0.0, self.next_step_s - self.clock.now_s()))
-                    if msg is not None:
-                        self.receive([msg], self.clock.now_s())
+                    self._receive_for(self.next_step_s - self.clock.now_s())
         self.send_now(*self.smap.messages_of("state"))
         return self.contactors_open()
 
