@@ -5,9 +5,9 @@ fault-reset requests: one with a bad CRC, a valid one, and the valid one replaye
     python -m hil.benchrun OUT_DIR [-i socketcan -c vcan0] [--scenario bench_short]
 
 On ``socketcan`` (a real vcan: run it through ``bms vcan``), every part is its own process and
-the tools are can-utils: ``candump -L`` records, ``cansend`` injects. On python-can's
-``virtual`` bus (in-process only) the same commands run in threads of this process, ``bms
-record`` records and the injections go through python-can. ``OUT_DIR`` receives ``bus.log``
+the tools are can-utils: ``candump -l`` records (the ``-L`` log format, into a file), ``cansend``
+injects. On python-can's ``virtual`` bus (in-process only) the same commands run in threads of
+this process, ``bms record`` records and the injections go through python-can. ``OUT_DIR`` receives ``bus.log``
 (the recording), ``bms.json`` (the BMS's statistics), ``pack.json`` (the scenario's verdicts,
 figures and events) and ``bench.json`` (the injections and the BMS state seen after each).
 
