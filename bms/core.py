@@ -31,6 +31,7 @@ from bms.diag_table import FAULTS, NF, NQ
 from bms.layout import Inputs, State
 from bms.limits import limits_step
 from bms.pack import PackParams
+from bms.selfdischarge import bleed_accumulate, rest_point
 from bms.soc import estimator
 from bms.soc.layout import ICAP, IZ
 from bms.soc.pack import pack_soc_step
@@ -117,7 +118,7 @@ def check_shapes(st, inp, prm, dt_s):
         raise ValueError("step: inputs do not match the pack (see bms.layout.Inputs and core.new_inputs)")
     if (st.s.shape[0] != L.NS or st.out.shape[0] != L.NY or st.x.shape[0] != n or st.bleed.shape[0] != n
             or st.fst.shape[0] != prm.diag.shape[0] or st.board_heat_c.shape[0] != nb_ or st.temp_ok.shape[0] != nt
-            or prm.pp.shape[0] != L.NPP or st.q.shape[0] < NQ):
+            or prm.pp.shape[0] != L.NPP or st.q.shape[0] < NQ or st.sd.shape[0] != n):
         raise ValueError("step: state does not match the pack (see core.new_state / core.load_state)")
 
 
@@ -130,10 +131,12 @@ def step(st, inp, prm, dt_s):
       quantities (bms.diag.measure_fast), coulomb count and the estimator's period sums;
     * medium (its period): cell voltages and temperatures (bms.diag.measure_cells);
     * slow (its period): SOC estimator (bms.soc) on the period's mean cell current I_pack /
-      n_parallel and mean voltages, pack SOC min / mean / max / display, capacity, estimator
-      plausibility (bms.diag.measure_estimator);
+      n_parallel and mean voltages, pack SOC min / mean / max / display, capacity, the
+      self-discharge check's rest points (bms.selfdischarge), estimator plausibility
+      (bms.diag.measure_estimator);
     * then every call: the fault table rows of the tasks that ran (bms.diag.evaluate, each with
-      its task's dt), the state machine and contactors (fast); balancing and limits (medium).
+      its task's dt), the state machine and contactors (fast); balancing (and the bled charge),
+      limits (medium).
     Outputs are written to ``st.out`` (Y_*) and ``st.bleed``. Arrays of another pack or a
     non-finite dt_s raise ValueError (:func:`check_shapes`)."""
     check_shapes(st, inp, prm, dt_s)
@@ -164,6 +167,7 @@ def step(st, inp, prm, dt_s):
     # ---- slow task: SOC, SOH
     if slow:
         cell_temperatures(inp, st, prm)
+        fresh_means = s[L.S_EST_T_S] > 0.0
         i_mean = _estimate_update(st, prm)
         pack_soc_step(st.x[:, IZ], i_mean, pp[L.P_CELL_CAPACITY_AH], dt_slow, pp[L.P_SOC_RATE_PER_S],
                       SOC_DISPLAY_K_RATE, pp[L.P_BAL_REST_A] / n_par, s[L.S_SOC_DISPLAY:L.S_SOC_DISPLAY + 1],
@@ -173,6 +177,14 @@ def step(st, inp, prm, dt_s):
             cap = min(cap, st.x[c, ICAP])
         s[L.S_CAPACITY_AH] = cap
         out[L.Y_CAPACITY_AH] = cap * n_par
+        if fresh_means:
+            t_sum, t_n = 0.0, 0
+            for c in range(st.cell_t_c.shape[0]):
+                if math.isfinite(st.cell_t_c[c]):
+                    t_sum += st.cell_t_c[c]
+                    t_n += 1
+            rest_point(st.sd, s, st.est_v_acc, st.est_ok, out[L.Y_SOC_MEAN], t_sum / t_n if t_n else math.nan,
+                       prm.cell, pp)
         measure_estimator(st, prm)
     # ---- decisions: fault rows of the tasks that ran; state machine (fast)
     mains_open = (int(s[L.S_CONTACTORS]) & MAINS) == 0
@@ -190,6 +202,7 @@ def step(st, inp, prm, dt_s):
     # ---- medium task: balancing, limits
     if medium:
         out[L.Y_N_BLEEDING] = balance_step(st, inp, prm, dt_med, i_a, state, sev, st.x[:, IZ])
+        bleed_accumulate(st.sd, st.bleed, inp.cell_v, st.cell_ok, pp, dt_med)
         pack_v = u[L.U_PACK_V] if hv_ok else out[L.Y_CELL_V_SUM]
         limits_step(st, prm, dt_med, state, (cmd & MAINS) == MAINS, der_c, der_d, out[L.Y_SOC_MIN], out[L.Y_SOC_MAX],
                     pack_v)
@@ -231,6 +244,7 @@ def new_state(prm: PackParams) -> State:
     s[L.S_CRIT_T_S] = -1.0
     s[L.S_CAPACITY_AH] = prm.cell.capacity_ah
     s[L.S_TASK_T_S:L.S_TASK_T_S + L.NT] = -1.0  # every task is released at the first tick
+    s[[L.S_SD_REF_T_S, L.S_SD_RATE, L.S_SD_LOC, L.S_SD_REF_SLOPE]] = np.nan, np.nan, -1.0, np.nan  # no rest point
     out = np.full(L.NY, np.nan)
     out[[L.Y_STATE, L.Y_CONTACTORS, L.Y_FAULT_BITS, L.Y_WARN_BITS, L.Y_SEVERITY, L.Y_N_BLEEDING]] = 0.0
     out[[L.Y_I_CHG_LIM_A, L.Y_I_DIS_LIM_A, L.Y_P_CHG_LIM_W, L.Y_P_DIS_LIM_W]] = 0.0
@@ -240,7 +254,7 @@ def new_state(prm: PackParams) -> State:
                  cell_t_c=np.full(n, np.nan), stuck_v=np.full(n, np.nan), stuck_i=np.full(n, np.nan),
                  stuck_t=np.zeros(n), bal_d=np.zeros(n), board_heat_c=np.full(nb_, np.nan),
                  bal_sel=np.zeros(n, dtype=np.bool_), board_hot=np.zeros(nb_, dtype=np.bool_),
-                 est_v_acc=np.zeros(n), est_ok=np.zeros(n, dtype=np.bool_))
+                 est_v_acc=np.zeros(n), est_ok=np.zeros(n, dtype=np.bool_), sd=np.zeros((n, L.NSD)))
 
 
 def initialise(st: State, prm: PackParams, inp: Inputs) -> None:

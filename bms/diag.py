@@ -28,7 +28,7 @@ Q_SENSE_WIRE, Q_T_RAW_MIN, Q_T_RAW_MAX = QTY["sense_wire"], QTY["temp_raw_min"],
 Q_STUCK, Q_ISENSE_ERR = QTY["stuck_s"], QTY["isense_err"]
 Q_CMU_AGE, Q_ISENSE_AGE, Q_VCU_AGE = QTY["cmu_age"], QTY["isense_age"], QTY["vcu_age"]
 Q_CONT_MISMATCH, Q_WELD, Q_PRE_FAILS = QTY["contactor_mismatch"], QTY["weld_ratio"], QTY["precharge_fails"]
-Q_SOC_ERR, Q_CAP_ERR = QTY["soc_innovation"], QTY["capacity_err"]
+Q_SOC_ERR, Q_CAP_ERR, Q_SELF_DIS = QTY["soc_innovation"], QTY["capacity_err"], QTY["self_discharge"]
 NAN = np.nan
 
 
@@ -225,7 +225,8 @@ def measure_cells(inp, st, prm, dt_s):
 
 @nb.njit(cache=True)
 def measure_estimator(st, prm):
-    """Slow task: estimator plausibility (largest mean voltage innovation, capacity error)."""
+    """Slow task: estimator plausibility (largest mean voltage innovation, capacity error) and the
+    self-discharge rate held by bms.selfdischarge.rest_point (NaN before its first rate)."""
     pp, q, ql = prm.pp, st.q, st.qloc
     _clear(q, ql, L.T_SLOW)
     err, loc, cerr, cloc = 0.0, -1, 0.0, -1
@@ -238,6 +239,7 @@ def measure_estimator(st, prm):
             cerr, cloc = ce, c
     q[Q_SOC_ERR], ql[Q_SOC_ERR] = err, loc
     q[Q_CAP_ERR], ql[Q_CAP_ERR] = (cerr if math.isfinite(cerr) else np.inf), cloc
+    q[Q_SELF_DIS], ql[Q_SELF_DIS] = st.s[L.S_SD_RATE], st.s[L.S_SD_LOC]
 
 
 @nb.njit(cache=True)

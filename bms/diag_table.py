@@ -48,6 +48,9 @@ QUANTITIES: tuple[tuple[str, str, str], ...] = (
     ("precharge_fails", "1", "failed precharge attempts in the present closing sequence"),
     ("soc_innovation", "V", "largest |mean voltage innovation| of the SOC estimator over the cells (inf if a SOC is not finite)"),
     ("capacity_err", "1", "largest |estimated cell capacity / profile capacity - 1| over the cells"),
+    ("self_discharge", "%/h", "largest charge loss of a cell relative to the pack median between two rest points "
+                              "(rested voltage read as SOC), net of the charge the BMS bled from it; held until the "
+                              "next rest point (bms.selfdischarge)"),
 )
 QTY = {name: i for i, (name, _, _) in enumerate(QUANTITIES)}
 NQ = len(QUANTITIES)
@@ -55,7 +58,7 @@ NQ = len(QUANTITIES)
 _MEDIUM = ("cell_v_max", "cell_v_min", "temp_max_chg", "temp_max_dis", "temp_min_chg", "temp_min_dis",
            "cell_v_spread", "temp_spread", "pack_v_diff", "sense_wire", "temp_raw_min", "temp_raw_max",
            "stuck_s")
-_SLOW = ("soc_innovation", "capacity_err")
+_SLOW = ("soc_innovation", "capacity_err", "self_discharge")
 QUANTITY_TASK = {name: L.T_MEDIUM if name in _MEDIUM else L.T_SLOW if name in _SLOW else L.T_FAST
                  for name, _, _ in QUANTITIES}
 assert set(_MEDIUM + _SLOW) <= set(QTY), "task table names an unknown quantity"
@@ -124,6 +127,9 @@ FAULTS: tuple[FaultDef, ...] = (
              text="the bus did not reach the precharge fraction within the timeout (all retries)"),
     FaultDef(25, "SOC_IMPLAUSIBLE", "soc_innovation", +1, "wf", _D, 0.5, 0.5, text="SOC estimator diverged"),
     FaultDef(26, "CAPACITY_IMPLAUSIBLE", "capacity_err", +1, "wf", 0, text="capacity estimate implausible"),
+    FaultDef(27, "CELL_SELF_DISCHARGE", "self_discharge", +1, "wf", _D, 0.5, 0.5, latch=True, recovery=L.RC_RESET,
+             text="a cell loses charge far faster than its neighbours (internal short): service the pack; the limits "
+                  "are halved (less heat in a damaged cell) but the vehicle can still drive to the workshop"),
 )
 NF = len(FAULTS)
 BY_NAME = {f.name: f for f in FAULTS}

@@ -62,7 +62,8 @@ F_CONTACTOR_WELDED = 23
 F_PRECHARGE_FAIL = 24
 F_SOC_IMPLAUSIBLE = 25
 F_CAPACITY_IMPLAUSIBLE = 26
-NF = 27
+F_CELL_SELF_DISCHARGE = 27
+NF = 28
 
 # ---- scalar inputs u -----------------------------------------------------------------------
 U_PACK_I_A = 0        # pack (string) current, A, + = charge
@@ -148,7 +149,11 @@ S_EST_Q_AS = 28        # cell charge accumulated over it, A s (its mean current 
 S_TASK_T_S = 29        # (NT slots, + T_*) time since task k last ran, s (-1: never ran, released at once)
 S_TASK_DT_S = 32       # (NT slots, + T_*) period task k covered at its last run, s (its dt)
 S_TASKS_RAN = 35       # bits 1 << T_* of the tasks run in the last step
-NS = 36
+S_SD_REF_T_S = 36      # time (S_TIME_S) of the self-discharge check's reference rest point, s (NaN: none yet)
+S_SD_RATE = 37         # last self-discharge rate of the check (largest over the cells), %/h (NaN: none yet)
+S_SD_LOC = 38          # the cell of that rate
+S_SD_REF_SLOPE = 39    # OCV slope (floored) at the reference rest point, V per unit SOC
+NS = 40
 
 # ---- tasks: the step is called every fast period; the others run when their period is reached --------
 T_FAST, T_MEDIUM, T_SLOW = 0, 1, 2
@@ -266,7 +271,11 @@ P_MEAS_WINDOW_S = 51
 P_TASK_SLOW_S = 52      # task periods, s (pack TOML [tasks]); the SOC estimator runs on the slow one
 P_TASK_FAST_S = 53
 P_TASK_MEDIUM_S = 54
-NPP = 55
+P_SD_REST_S = 55        # self-discharge check ([self_discharge]): rest time before a rest point, s
+P_SD_WINDOW_S = 56      # least time between the rest points compared, s
+P_SD_SLOPE_MIN_V = 57   # floor of the OCV slope converting rest voltage to SOC, V per unit SOC
+P_SD_SLOPE_RATIO = 58   # two rest points are compared only if their OCV slopes differ by less than this factor
+NPP = 59
 PP_NAMES = (
     "N_SERIES", "N_PARALLEL", "N_BOARDS", "N_TEMPS", "CELL_CAPACITY_AH", "I_RANGE_A", "I_CHG_MAX_A",
     "I_DIS_MAX_A", "P_CHG_MAX_W", "P_DIS_MAX_W", "V_CHG_CELL_V", "V_DIS_CELL_V", "RAMP_UP_A_S",
@@ -277,8 +286,16 @@ PP_NAMES = (
     "BAL_START_SOC", "BAL_STOP_SOC", "BAL_START_V", "BAL_STOP_V", "BAL_V_MIN_V", "BAL_SOC_TOP",
     "BAL_REST_A", "BAL_REST_S", "BAL_R_OHM", "BAL_C_J_K", "BAL_G_W_K", "BAL_T_MAX_C",
     "BAL_T_HYST_K", "MEAS_PERIOD_S", "MEAS_WINDOW_S", "TASK_SLOW_S",
-    "TASK_FAST_S", "TASK_MEDIUM_S",
+    "TASK_FAST_S", "TASK_MEDIUM_S", "SD_REST_S", "SD_WINDOW_S", "SD_SLOPE_MIN_V",
+    "SD_SLOPE_RATIO",
 )
+
+# ---- self-discharge check columns (state.sd, shape (n_series, NSD)) ---------------------------------
+SD_BLEED = 0           # charge the BMS bled from the cell since start, as SOC of its element
+SD_REF_DV = 1          # the cell's rested voltage minus the pack median at the reference rest point, V
+SD_REF_BLEED = 2       # SD_BLEED at the reference rest point
+SD_TMP = 3             # scratch (medians)
+NSD = 4
 
 # balancing modes
 BAL_VOLTAGE, BAL_SOC, BAL_BOTH = 0, 1, 2
@@ -321,6 +338,7 @@ class State(NamedTuple):
     board_hot: np.ndarray    # (n_boards,) bool, board paused until it cooled by the hysteresis
     est_v_acc: np.ndarray    # (n_series,) cell voltage accumulated over the estimator period, V s
     est_ok: np.ndarray       # (n_series,) bool, the cell was fresh at every sample of the period
+    sd: np.ndarray           # (n_series, NSD) self-discharge check SD_* (bleed charge, reference rest point)
 
 
 def _check_kernel_cache() -> None:

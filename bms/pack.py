@@ -268,6 +268,11 @@ def load_pack(name_or_path: str | Path, profile: Profile | None = None) -> Pack:
     if pp[L.P_MEAS_WINDOW_S] >= pp[L.P_MEAS_PERIOD_S]:
         raise ConfigError(path, "balancing.measurement_window_s", f"is {pp[L.P_MEAS_WINDOW_S]}",
                           f"< measurement_period_s ({pp[L.P_MEAS_PERIOD_S]})")
+    sdc = root.section("self_discharge")
+    pp[L.P_SD_REST_S] = sdc.number("rest_s", 0.0, 1e6)
+    pp[L.P_SD_WINDOW_S] = sdc.number("window_s", 1.0, 1e7)
+    pp[L.P_SD_SLOPE_MIN_V] = sdc.number("ocv_slope_min_v", 1e-4, 10.0)
+    pp[L.P_SD_SLOPE_RATIO] = sdc.number("slope_ratio_max", 1.0, 100.0)
     faults = _fault_numbers(path, root)
     if faults["PRECHARGE_FAIL"].fault > pp[L.P_PRE_ATTEMPTS]:
         raise ConfigError(path, "faults.PRECHARGE_FAIL.fault", f"is {faults['PRECHARGE_FAIL'].fault}",

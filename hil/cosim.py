@@ -27,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -114,6 +114,10 @@ class CoSim:
                  blf_path: str | Path | None = None, dt_s: float = DT_S):
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
+        if scn.time_scale > 1:  # the scenario asks for hil.timescale's k-times coarser schedule
+            from hil.timescale import scaled_map_cached
+            dt_s = scn.time_scale * dt_s
+            scn = replace(scn, map=scaled_map_cached(scn.time_scale, scn.map), time_scale=1)
         if not 0.0 < dt_s <= 1.0:
             raise ValueError(f"dt_s (physics tick) must be in (0, 1] s, got {dt_s!r}")
         self.scn, self.transport, self.dt_s = scn, transport, float(dt_s)

@@ -5,7 +5,8 @@ the file, the key and the allowed range).
 Schema (every key but ``scenario.name`` and the segments optional)::
 
     [scenario]  name, description, map = "bms_fil_heavy_duty_192s", seed = 0,
-                record_period_s = 1.0, duration_s (cap; default: the segments' sum)
+                record_period_s = 1.0, duration_s (cap; default: the segments' sum),
+                time_scale = 1 (k > 1: run on hil.timescale's k-times coarser schedule, for hours)
     [plant]     precharge_ohm = 47, bus_capacitance_f = 0.001, bus_discharge_ohm = 2000
     [initial]   soc = 0.5 (mean, 0..1), soc_spread_sd = 0.005, capacity_spread_sd = 0.01,
                 resistance_spread_sd = 0.05, temp_c = 25, ambient_c, coolant_c (default temp_c),
@@ -98,6 +99,7 @@ class Scenario:
     segments: list[Segment]
     faults: list[FaultSpec]
     verdicts: dict
+    time_scale: int = 1
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -250,7 +252,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         map=sc.string("map", default="bms_fil_heavy_duty_192s"), seed=sc.integer("seed", 0, 2**31 - 1, default=0),
         record_period_s=sc.number("record_period_s", 0.01, 60.0, default=1.0),
         duration_s=sc.number("duration_s", 0.0, 7 * 86400.0, default=total, lo_open=True),
-        initial=initial, plant=plant, segments=segments, faults=faults, verdicts=verdicts)
+        initial=initial, plant=plant, segments=segments, faults=faults, verdicts=verdicts,
+        time_scale=sc.integer("time_scale", 1, 1000, default=1))
 
 
 def shorten(scn: Scenario, max_s: float, keep_s: float = 60.0) -> Scenario:

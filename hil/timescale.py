@@ -15,7 +15,9 @@ scaled periods (a 10 ms current burst, a precharge shorter than a few ticks).
 
 from __future__ import annotations
 
+import functools
 import re
+import tempfile
 from pathlib import Path
 
 import cantools
@@ -47,6 +49,12 @@ def scaled_map(k: int, directory: str | Path, name: str | None = None) -> Path:
     out = directory / f"{smap.path.stem}_x{k}.toml"
     out.write_text(text)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def scaled_map_cached(k: int, name: str) -> str:
+    """:func:`scaled_map` of map ``name`` written once per process into a temporary directory."""
+    return str(scaled_map(k, tempfile.mkdtemp(prefix=f"bms-fil-x{k}-"), name))
 
 
 def _scale_pack(text: str, k: int) -> str:

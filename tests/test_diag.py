@@ -62,6 +62,20 @@ def _cap(r, scale):
     r.st.x[:, ICAP] = r.prm.cell.capacity_ah * scale
 
 
+def _leak(r, on):
+    """Cell 5's rested voltage 50 mV below the pack against a reference rest point one window
+    earlier taken with every cell level (on), or level again (off): the leak the check reads
+    is 50 mV over the OCV slope (floored) in one window (the rig rests in STANDBY)."""
+    s, pp = r.st.s, r.prm.pp
+    s[L.S_REST_T_S] = max(s[L.S_REST_T_S], pp[L.P_SD_REST_S])
+    if on:
+        s[L.S_SD_REF_T_S] = np.nan  # a reference rest point at the next slow task
+        r.step(n=int(math.ceil(pp[L.P_TASK_SLOW_S] / DT)) + 1)
+        assert s[L.S_SD_REF_T_S] > 0.0 and math.isnan(s[L.S_SD_RATE])  # a point, no rate yet
+    r.v_rest[5] = 3.3 - (0.05 if on else 0.0)
+    s[L.S_SD_REF_T_S] = s[L.S_TIME_S] - pp[L.P_SD_WINDOW_S]  # ... taken one window ago
+
+
 def _weld(r):
     r.weld = L.K_NEG | L.K_POS
     r.fb_override = 0
@@ -98,12 +112,13 @@ SCENARIOS = {
                        _attr("bus_blocked", False)),
     "SOC_IMPLAUSIBLE": (L.REQ_DRIVE, 0.0, _soc_nan, _soc_restore),
     "CAPACITY_IMPLAUSIBLE": (L.REQ_DRIVE, 0.0, lambda r: _cap(r, 0.5), lambda r: _cap(r, 1.0)),
+    "CELL_SELF_DISCHARGE": (L.REQ_STANDBY, 0.0, lambda r: _leak(r, True), lambda r: _leak(r, False)),
 }
 
 
 LOCATION = {"CELL_OV": 5, "CELL_UV": 5, "CELL_DEEP_DISCHARGE": 5, "CELL_OT_CHG": 3, "CELL_UT_DIS": 3,
             "TEMP_SENSOR_OPEN": 2, "TEMP_SENSOR_SHORT": 2, "SENSE_WIRE_OPEN": 4,
-            "SENSOR_STUCK": 7, "COMM_CMU": 3, "SOC_IMPLAUSIBLE": 7}
+            "SENSOR_STUCK": 7, "COMM_CMU": 3, "SOC_IMPLAUSIBLE": 7, "CELL_SELF_DISCHARGE": 5}
 
 
 def test_every_fault_has_a_scenario():

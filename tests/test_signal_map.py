@@ -21,7 +21,7 @@ def test_default_map_expands_every_cell_sensor_and_board():
     assert m.board_messages[3] == ["CMU03_CellV", "CMU03_Status", "CMU03_Temps"]
     assert m.board_status[3].signal == "CMU03_Error"
     assert m.scalars["pack_i_a"].signal == "ISENSE_Current" and m.scalars["vcu_request"].message == "VCU_Request"
-    assert set(m.fault_bits.values()) == set(range(27)) and m.fault_bits["Flt_COMM_VCU"] == 21
+    assert set(m.fault_bits.values()) == set(range(28)) and m.fault_bits["Flt_COMM_VCU"] == 21
     assert m.bal_masks[11] == "BalMask_CMU11" and m.diag_cells[191] == "Diag_CellV_191"
     assert m.messages_of("state") == ["BMS_State"]
     # every signal each cell maps to sits in the message of its own board

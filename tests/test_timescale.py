@@ -34,3 +34,19 @@ def test_scaled_map_multiplies_cycle_times_step_and_comm_timeouts_only(tmp_path)
 def test_scaled_map_errors(tmp_path):
     with pytest.raises(ValueError, match="integer >= 1"):
         scaled_map(0, tmp_path)
+
+
+def test_scenario_time_scale_runs_the_loop_on_the_scaled_schedule():
+    """``[scenario] time_scale = k``: the run uses the k-times slower map and a k x 10 ms tick."""
+    from hil.cosim import DT_S, CoSim
+    from hil.scenario import load_scenario
+
+    scn = load_scenario("fault_internal_short")
+    assert scn.time_scale == 50
+    sim = CoSim(scn, "direct")
+    try:
+        assert sim.dt_s == pytest.approx(50 * DT_S) and sim.scn.time_scale == 1
+        assert sim.smap.step_period_s == pytest.approx(50 * load_map().step_period_s)
+        assert sim.smap.db.get_message_by_name("CMU00_CellV").cycle_time == 50 * 100
+    finally:
+        sim.close()
