@@ -244,7 +244,8 @@ def new_state(prm: PackParams) -> State:
     s[L.S_CRIT_T_S] = -1.0
     s[L.S_CAPACITY_AH] = prm.cell.capacity_ah
     s[L.S_TASK_T_S:L.S_TASK_T_S + L.NT] = -1.0  # every task is released at the first tick
-    s[[L.S_SD_REF_T_S, L.S_SD_RATE, L.S_SD_LOC, L.S_SD_REF_SLOPE]] = np.nan, np.nan, -1.0, np.nan  # no rest point
+    s[[L.S_SD_REF_T_S, L.S_SD_RATE, L.S_SD_REF_SLOPE, L.S_SD_REF_SOC]] = np.nan  # no rest point yet
+    s[L.S_SD_LOC] = -1.0
     out = np.full(L.NY, np.nan)
     out[[L.Y_STATE, L.Y_CONTACTORS, L.Y_FAULT_BITS, L.Y_WARN_BITS, L.Y_SEVERITY, L.Y_N_BLEEDING]] = 0.0
     out[[L.Y_I_CHG_LIM_A, L.Y_I_DIS_LIM_A, L.Y_P_CHG_LIM_W, L.Y_P_DIS_LIM_W]] = 0.0

@@ -153,7 +153,8 @@ S_SD_REF_T_S = 36      # time (S_TIME_S) of the self-discharge check's reference
 S_SD_RATE = 37         # last self-discharge rate of the check (largest over the cells), %/h (NaN: none yet)
 S_SD_LOC = 38          # the cell of that rate
 S_SD_REF_SLOPE = 39    # OCV slope (floored) at the reference rest point, V per unit SOC
-NS = 40
+S_SD_REF_SOC = 40      # pack mean SOC at the reference rest point
+NS = 41
 
 # ---- tasks: the step is called every fast period; the others run when their period is reached --------
 T_FAST, T_MEDIUM, T_SLOW = 0, 1, 2
@@ -275,7 +276,8 @@ P_SD_REST_S = 55        # self-discharge check ([self_discharge]): rest time bef
 P_SD_WINDOW_S = 56      # least time between the rest points compared, s
 P_SD_SLOPE_MIN_V = 57   # floor of the OCV slope converting rest voltage to SOC, V per unit SOC
 P_SD_SLOPE_RATIO = 58   # two rest points are compared only if their OCV slopes differ by less than this factor
-NPP = 59
+P_SD_SOC_STEP = 59      # ... and their pack SOCs by at most this
+NPP = 60
 PP_NAMES = (
     "N_SERIES", "N_PARALLEL", "N_BOARDS", "N_TEMPS", "CELL_CAPACITY_AH", "I_RANGE_A", "I_CHG_MAX_A",
     "I_DIS_MAX_A", "P_CHG_MAX_W", "P_DIS_MAX_W", "V_CHG_CELL_V", "V_DIS_CELL_V", "RAMP_UP_A_S",
@@ -287,7 +289,7 @@ PP_NAMES = (
     "BAL_REST_A", "BAL_REST_S", "BAL_R_OHM", "BAL_C_J_K", "BAL_G_W_K", "BAL_T_MAX_C",
     "BAL_T_HYST_K", "MEAS_PERIOD_S", "MEAS_WINDOW_S", "TASK_SLOW_S",
     "TASK_FAST_S", "TASK_MEDIUM_S", "SD_REST_S", "SD_WINDOW_S", "SD_SLOPE_MIN_V",
-    "SD_SLOPE_RATIO",
+    "SD_SLOPE_RATIO", "SD_SOC_STEP",
 )
 
 # ---- self-discharge check columns (state.sd, shape (n_series, NSD)) ---------------------------------

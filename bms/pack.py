@@ -273,6 +273,7 @@ def load_pack(name_or_path: str | Path, profile: Profile | None = None) -> Pack:
     pp[L.P_SD_WINDOW_S] = sdc.number("window_s", 1.0, 1e7)
     pp[L.P_SD_SLOPE_MIN_V] = sdc.number("ocv_slope_min_v", 1e-4, 10.0)
     pp[L.P_SD_SLOPE_RATIO] = sdc.number("slope_ratio_max", 1.0, 100.0)
+    pp[L.P_SD_SOC_STEP] = sdc.number("soc_step_max", 0.0, 1.0)
     faults = _fault_numbers(path, root)
     if faults["PRECHARGE_FAIL"].fault > pp[L.P_PRE_ATTEMPTS]:
         raise ConfigError(path, "faults.PRECHARGE_FAIL.fault", f"is {faults['PRECHARGE_FAIL'].fault}",

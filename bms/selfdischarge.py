@@ -9,9 +9,10 @@ OCV slope there, s = max(dOCV/dz, slope_min) (secant over +-SECANT of the pack m
 pack temperature; floored because on the LFP plateau, 0.2-0.6 mV per %, a millivolt of scatter
 would read as several % of SOC: the floor makes the check read low there rather than noisy).
 Two rest points t0 < t1 are compared only if their slopes differ by less than the factor
-``slope_ratio_max`` (a cell's static SOC offset shows as slope x offset volts, and its sensor
-offset as volts: both cancel only at similar slopes); the cell's leak rate relative to the pack,
-net of the bleeding, is then
+``slope_ratio_max`` and their pack SOCs by at most ``soc_step_max`` (a cell's sensor offset shows
+as volts, its static SOC offset dz as OCV(z + dz) - OCV(z) volts: both cancel only at the same
+place on the curve, and LFP's curve bends within a few %); the cell's leak rate relative to the
+pack, net of the bleeding, is then
 
     r_c = [ (dv_c(t0) - dv_c(t1)) / max(s0, s1) - (dB_c - median(dB)) ] / (t1 - t0)   (%/h),
     dB_c = B_c(t1) - B_c(t0),   B_c = sum over bleeding medium periods of v_c / (R_bleed n_par C) dt
@@ -111,7 +112,9 @@ def rest_point(sd, s, v_mean, v_ok, soc_mean, temp_c, cell, pp):
     slope = max((hi - lo) / (2.0 * SECANT), pp[L.P_SD_SLOPE_MIN_V])
     v_med = median_of(v_mean, sd[:, L.SD_TMP])
     s_ref = s[L.S_SD_REF_SLOPE]
-    if have_ref and max(slope, s_ref) <= pp[L.P_SD_SLOPE_RATIO] * min(slope, s_ref):
+    similar = (max(slope, s_ref) <= pp[L.P_SD_SLOPE_RATIO] * min(slope, s_ref)
+               and abs(soc_mean - s[L.S_SD_REF_SOC]) <= pp[L.P_SD_SOC_STEP] + 1e-12)
+    if have_ref and similar:
         for c in range(n):  # scratch: the bleed of the window, for its median
             sd[c, L.SD_TMP] = sd[c, L.SD_BLEED] - sd[c, L.SD_REF_BLEED]
         db_med = _select(sd[:, L.SD_TMP], n // 2)
@@ -129,4 +132,5 @@ def rest_point(sd, s, v_mean, v_ok, soc_mean, temp_c, cell, pp):
         sd[c, L.SD_REF_BLEED] = sd[c, L.SD_BLEED]
     s[L.S_SD_REF_T_S] = t
     s[L.S_SD_REF_SLOPE] = slope
+    s[L.S_SD_REF_SOC] = soc_mean
     return True

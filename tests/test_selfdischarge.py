@@ -41,7 +41,7 @@ class Pack:
         self.leak = np.zeros(N)          # SOC lost so far by each cell
         self.sd = np.zeros((N, L.NSD))
         self.s = np.zeros(L.NS)
-        self.s[[L.S_SD_REF_T_S, L.S_SD_RATE, L.S_SD_LOC, L.S_SD_REF_SLOPE]] = np.nan, np.nan, -1.0, np.nan
+        self.s[[L.S_SD_REF_T_S, L.S_SD_RATE, L.S_SD_LOC, L.S_SD_REF_SLOPE, L.S_SD_REF_SOC]] = np.nan, np.nan, -1.0, np.nan, np.nan
         self.s[L.S_REST_T_S] = 1e9
 
     def readings(self, soc):
@@ -72,19 +72,20 @@ WARN = params().diag[L.F_CELL_SELF_DISCHARGE, L.D_WARN]
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), soc_sd=st.floats(0.0, 0.02), offset_sd=st.floats(0.0, 2e-3),
        noise=st.floats(0.0, 0.5e-3), unmod=st.floats(0.0, 0.2e-3), temp=st.floats(5.0, 40.0),
-       socs=st.lists(st.floats(0.1, 0.95), min_size=2, max_size=5), n_bleed=st.integers(0, 48),
+       soc0=st.floats(0.1, 0.95), steps=st.lists(st.floats(-0.03, 0.03), min_size=1, max_size=4),
+       n_bleed=st.integers(0, 48),
        bleed_frac=st.floats(0.0, 1.0), normal_sd_per_h=st.floats(0.0, 1e-4))
-def test_healthy_pack_never_reads_a_leak(seed, soc_sd, offset_sd, noise, unmod, temp, socs, n_bleed, bleed_frac,
-                                         normal_sd_per_h):
+def test_healthy_pack_never_reads_a_leak(seed, soc_sd, offset_sd, noise, unmod, temp, soc0, steps, n_bleed,
+                                         bleed_frac, normal_sd_per_h):
     """Cell SOC spread up to 2 % sd, sensor offsets up to 2 mV sd, sample noise up to 0.5 mV with
     1 mV quantisation, 0.2 mV of rest-to-rest variation, normal self-discharge spread (up to
-    0.01 %/h sd), any SOC and temperature at the rest points, up to 48 cells bled for any part of
-    each window: the largest rate stays below the warning."""
+    0.01 %/h sd), any SOC and temperature, the pack SOC moving by up to 3 % between rest points,
+    up to 48 cells bled for any part of each window: the largest rate stays below the warning."""
     pk = Pack(seed, soc_sd, offset_sd, noise, unmod, temp)
     window = pk.prm.pp[L.P_SD_WINDOW_S]
     rate_sd = pk.rng.normal(0.0, normal_sd_per_h, N) / 3600.0
     t = 1000.0
-    for soc in socs:
+    for soc in np.clip(soc0 + np.cumsum([0.0] + steps), 0.05, 0.95):
         pk.point(t, soc)
         if not math.isnan(pk.s[L.S_SD_RATE]):
             assert pk.s[L.S_SD_RATE] < WARN, (pk.s[L.S_SD_RATE], pk.s[L.S_SD_LOC])
@@ -111,3 +112,6 @@ def test_leaking_cell_reads_its_leak_and_only_at_similar_slopes():
     assert pk.point(1000.0 + 2 * window, 0.5)
     assert pk.s[L.S_SD_RATE] == rate
     assert pk.s[L.S_SD_REF_SLOPE] == pytest.approx(pk.prm.pp[L.P_SD_SLOPE_MIN_V])
+    # and so is one at a pack SOC more than soc_step_max away, even at a similar slope
+    assert pk.point(1000.0 + 3 * window, 0.5 + 1.5 * pk.prm.pp[L.P_SD_SOC_STEP])
+    assert pk.s[L.S_SD_RATE] == rate
