@@ -277,7 +277,10 @@ P_SD_WINDOW_S = 56      # least time between the rest points compared, s
 P_SD_SLOPE_MIN_V = 57   # floor of the OCV slope converting rest voltage to SOC, V per unit SOC
 P_SD_SLOPE_RATIO = 58   # two rest points are compared only if their OCV slopes differ by less than this factor
 P_SD_SOC_STEP = 59      # ... and their pack SOCs by at most this
-NPP = 60
+P_SD_DV_DEADBAND_V = 60  # relative voltage movement between rest points not read as charge (resolution), V
+P_SD_SOC_LO = 61       # rest points are taken only at pack SOCs within [lo, hi]: the OCV curve bends too much
+P_SD_SOC_HI = 62       # outside it for a cell's static SOC offset to cancel between two points
+NPP = 63
 PP_NAMES = (
     "N_SERIES", "N_PARALLEL", "N_BOARDS", "N_TEMPS", "CELL_CAPACITY_AH", "I_RANGE_A", "I_CHG_MAX_A",
     "I_DIS_MAX_A", "P_CHG_MAX_W", "P_DIS_MAX_W", "V_CHG_CELL_V", "V_DIS_CELL_V", "RAMP_UP_A_S",
@@ -289,7 +292,8 @@ PP_NAMES = (
     "BAL_REST_A", "BAL_REST_S", "BAL_R_OHM", "BAL_C_J_K", "BAL_G_W_K", "BAL_T_MAX_C",
     "BAL_T_HYST_K", "MEAS_PERIOD_S", "MEAS_WINDOW_S", "TASK_SLOW_S",
     "TASK_FAST_S", "TASK_MEDIUM_S", "SD_REST_S", "SD_WINDOW_S", "SD_SLOPE_MIN_V",
-    "SD_SLOPE_RATIO", "SD_SOC_STEP",
+    "SD_SLOPE_RATIO", "SD_SOC_STEP", "SD_DV_DEADBAND_V",
+    "SD_SOC_LO", "SD_SOC_HI",
 )
 
 # ---- self-discharge check columns (state.sd, shape (n_series, NSD)) ---------------------------------

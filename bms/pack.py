@@ -274,6 +274,11 @@ def load_pack(name_or_path: str | Path, profile: Profile | None = None) -> Pack:
     pp[L.P_SD_SLOPE_MIN_V] = sdc.number("ocv_slope_min_v", 1e-4, 10.0)
     pp[L.P_SD_SLOPE_RATIO] = sdc.number("slope_ratio_max", 1.0, 100.0)
     pp[L.P_SD_SOC_STEP] = sdc.number("soc_step_max", 0.0, 1.0)
+    pp[L.P_SD_DV_DEADBAND_V] = sdc.number("dv_deadband_v", 0.0, 0.1)
+    pp[L.P_SD_SOC_LO] = sdc.number("soc_min", 0.0, 1.0)
+    pp[L.P_SD_SOC_HI] = sdc.number("soc_max", 0.0, 1.0)
+    if pp[L.P_SD_SOC_LO] >= pp[L.P_SD_SOC_HI]:
+        raise ConfigError(path, "self_discharge.soc_max", f"is {pp[L.P_SD_SOC_HI]}", f"> soc_min ({pp[L.P_SD_SOC_LO]})")
     faults = _fault_numbers(path, root)
     if faults["PRECHARGE_FAIL"].fault > pp[L.P_PRE_ATTEMPTS]:
         raise ConfigError(path, "faults.PRECHARGE_FAIL.fault", f"is {faults['PRECHARGE_FAIL'].fault}",

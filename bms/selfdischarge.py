@@ -1,7 +1,8 @@
 """Cell self-discharge (internal short) check: a cell that leaks charge falls behind its
 neighbours between rests, by more than the charge the BMS itself bled from it.
 
-Rest points: on the slow task, once the pack has rested (|I| < the balancing rest current, timer
+Rest points: on the slow task, at a pack SOC within [``soc_min``, ``soc_max``] (in the knees of
+the curve a cell's static SOC offset does not cancel between two points), once the pack has rested (|I| < the balancing rest current, timer
 ``S_REST_T_S``) for ``rest_s`` and at least ``window_s`` after the previous rest point (so a long
 rest, overnight, gives a point every window). At a rest point each cell's rested voltage (the
 slow task's period mean) is taken relative to the pack median, dv_c = v_c - median(v), with the
@@ -14,10 +15,12 @@ as volts, its static SOC offset dz as OCV(z + dz) - OCV(z) volts: both cancel on
 place on the curve, and LFP's curve bends within a few %); the cell's leak rate relative to the
 pack, net of the bleeding, is then
 
-    r_c = [ (dv_c(t0) - dv_c(t1)) / max(s0, s1) - (dB_c - median(dB)) ] / (t1 - t0)   (%/h),
+    r_c = [ (dv_c(t0) - dv_c(t1) - d) / max(s0, s1) - (dB_c - median(dB)) ] / (t1 - t0)   (%/h),
     dB_c = B_c(t1) - B_c(t0),   B_c = sum over bleeding medium periods of v_c / (R_bleed n_par C) dt
 
-(B: the SOC the bleed resistor took, as a fraction of the element's capacity n_par C). Every
+(B: the SOC the bleed resistor took, as a fraction of the element's capacity n_par C; d: the
+``dv_deadband_v`` that the voltage's resolution can move a cell against the median, once for the
+cell's quantisation and once for the median's, without any charge moving). Every
 rest point becomes the next reference. The quantity ``self_discharge`` is the largest r_c, held
 until the next compared pair. Normal self-discharge (a few %/month) and its spread are far below
 the thresholds; what the check sees is a leak of amperes: an internal short.
@@ -106,6 +109,8 @@ def rest_point(sd, s, v_mean, v_ok, soc_mean, temp_c, cell, pp):
             return False
     if not (math.isfinite(soc_mean) and math.isfinite(temp_c)):
         return False
+    if not pp[L.P_SD_SOC_LO] <= soc_mean <= pp[L.P_SD_SOC_HI]:
+        return False
     z = min(max(soc_mean, SECANT), 1.0 - SECANT)
     hi, _ = ocv_and_slope(cell, z + SECANT, temp_c)
     lo, _ = ocv_and_slope(cell, z - SECANT, temp_c)
@@ -120,10 +125,11 @@ def rest_point(sd, s, v_mean, v_ok, soc_mean, temp_c, cell, pp):
         db_med = _select(sd[:, L.SD_TMP], n // 2)
         per_h = 100.0 * 3600.0 / (t - s[L.S_SD_REF_T_S])
         inv_s = 1.0 / max(slope, s_ref)
+        dband = pp[L.P_SD_DV_DEADBAND_V]
         rate, loc = -math.inf, -1
         for c in range(n):
             db = sd[c, L.SD_BLEED] - sd[c, L.SD_REF_BLEED] - db_med
-            r = ((sd[c, L.SD_REF_DV] - (v_mean[c] - v_med)) * inv_s - db) * per_h
+            r = ((sd[c, L.SD_REF_DV] - (v_mean[c] - v_med) - dband) * inv_s - db) * per_h
             if r > rate:
                 rate, loc = r, c
         s[L.S_SD_RATE], s[L.S_SD_LOC] = rate, loc
