@@ -26,7 +26,8 @@ demo: $(STAMP)
 
 test: $(TSTAMP)
 	sh scripts/install-system-deps.sh
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q -m "not realtime"
+	$(PY) -m pytest -q -m realtime
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -23,6 +23,7 @@ from bms.signal_map import load_map
 from hil.rtfigures import cyclic_figures, open_latency_s, read_frames
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.realtime  # make test runs these after the parallel suite, on an otherwise idle machine
 BACKENDS = ["virtual", pytest.param("socketcan", marks=[pytest.mark.socketcan, pytest.mark.xdist_group("uml")])]
 UML_TIMEOUT_S = 200.0   # the whole guest run; ~45 s typical on the loaded 2-core test machine
 

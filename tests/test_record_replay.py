@@ -128,6 +128,7 @@ wait $rec
 
 
 @pytest.mark.socketcan
+@pytest.mark.realtime
 @pytest.mark.xdist_group("uml")
 def test_record_at_ten_times_the_frame_rate_on_socketcan_loses_no_frame(tmp_path):
     """The same load on a real vcan0 (user-mode Linux here): the recorder takes each batch the
