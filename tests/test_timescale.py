@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 from bms import layout as L
 from bms.can.dbc import database
 from bms.signal_map import load_map
-from hil.timescale import scaled_map
+from bms.diag_table import BY_NAME, FAULTS
+from hil.timescale import SAMPLE_TASK_FAULTS, TIME_THRESHOLD_FAULTS, scaled_map
 
 
 def test_scaled_map_multiplies_cycle_times_step_and_comm_timeouts_only(tmp_path):
@@ -25,7 +29,19 @@ def test_scaled_map_multiplies_cycle_times_step_and_comm_timeouts_only(tmp_path)
                              s.multiplexer_ids) for s in m.signals}
         assert layout(mb) == layout(ma)
     pa, pb = base.pack.params(), sm.pack.params()
-    assert (pb.diag != pa.diag).any()  # the COMM_* rows, x 10
+    for f in FAULTS:  # every check sees the same number of samples: sample-counting times x 10, nothing else
+        a, b = pa.diag[f.id], pb.diag[f.id]
+        times = (L.D_DEB_S, L.D_CRIT_DEB_S, L.D_HEAL_S)
+        thresholds = (L.D_WARN, L.D_FAULT, L.D_CRIT, L.D_HYST)
+        kt = 10.0 if f.name in SAMPLE_TASK_FAULTS else 1.0
+        kq = 10.0 if f.name in TIME_THRESHOLD_FAULTS else 1.0
+        np.testing.assert_allclose(b[list(times)], kt * a[list(times)], err_msg=f.name)
+        np.testing.assert_allclose(b[list(thresholds)], kq * a[list(thresholds)], err_msg=f.name)
+        rest = [i for i in range(L.ND) if i not in times + thresholds]
+        np.testing.assert_array_equal(b[rest], a[rest], err_msg=f.name)
+    assert {"COMM_CMU", "COMM_ISENSE", "COMM_VCU", "SENSOR_STUCK"} == TIME_THRESHOLD_FAULTS
+    assert "PACK_V_PLAUSIBILITY" in SAMPLE_TASK_FAULTS and "CELL_SELF_DISCHARGE" not in SAMPLE_TASK_FAULTS
+    assert pb.diag[BY_NAME["COMM_VCU"].id, L.D_FAULT] == pytest.approx(10 * pa.diag[BY_NAME["COMM_VCU"].id, L.D_FAULT])
     assert sm.pack.pp[L.P_TASK_FAST_S] == pytest.approx(10 * base.pack.pp[L.P_TASK_FAST_S])
     assert sm.pack.pp[L.P_TASK_SLOW_S] == pytest.approx(max(base.pack.pp[L.P_TASK_SLOW_S], sm.step_period_s))
     assert database(base.dbc_path).get_message_by_name("CMU00_CellV").cycle_time == 100  # the project DBC untouched
@@ -50,3 +66,18 @@ def test_scenario_time_scale_runs_the_loop_on_the_scaled_schedule():
         assert sim.smap.db.get_message_by_name("CMU00_CellV").cycle_time == 50 * 100
     finally:
         sim.close()
+
+
+def test_coarse_schedule_drive_trips_no_sample_age_check():
+    """Yard-tractor bursts on the 50x coarser schedule (cell frames every 5 s, current every 0.5 s):
+    with only the COMM timeouts scaled, the cell sum held for a frame period beside a fresh pack
+    voltage raised PACK_V_PLAUSIBILITY after 11 s and a held reading SENSOR_STUCK after 12.5 s.
+    With the debounces and the stuck time scaled (same number of samples), no fault."""
+    from hil.cosim import run_scenario
+    from hil.scenario import load_scenario
+
+    scn = dataclasses.replace(load_scenario("yard_tractor_shift"), time_scale=50, duration_s=120.0, record_period_s=0.5)
+    res = run_scenario(scn, "direct")
+    assert L.ST_DRIVE in res.states_seen.tolist()
+    assert res.faults_raised == {}
+    assert np.min(res.rec["pack_i_a"]) < -400.0  # the bursts did happen
