@@ -71,6 +71,8 @@ class FaultSpec:
     expect: tuple[str, ...] = ()      # BMS faults (diag table names) that must be raised ...
     within_s: float | None = None     # ... within this time of the injection
     open_within_s: float | None = None  # contactors must be commanded open within this time
+    expect_warning: tuple[str, ...] = ()  # BMS warnings that must be raised ...
+    warn_within_s: float | None = None    # ... within this time (judged on the record, record_period_s)
     # runtime
     t_on: float | None = None
     t_off: float | None = None

@@ -17,7 +17,8 @@ Schema (every key but ``scenario.name`` and the segments optional)::
                 charge: charger_max_a = 600, charger_max_w = 400e3, stop_a (end in CV below it)
     [[fault]]   kind (hil.faults.KINDS), at_s | when = "soc_min < 0.3", until_s, its target
                 (wire / cell / sensor / board / contactor / message), value,
-                expect = ["FAULT_NAME", ...], within_s, open_within_s
+                expect = ["FAULT_NAME", ...], within_s, open_within_s,
+                expect_warning = ["FAULT_NAME", ...], warn_within_s (judged on the record)
     [verdicts]  max_soc_error_pct, soc_error_after_s = 0, max_cell_soc_error_pct,
                 final_soc_spread_pct_max, final_soc_min, final_soc_max, max_temp_c,
                 no_unexpected_fault = true, balancing = false, min_rejected_frames, end_state,
@@ -163,6 +164,14 @@ def _segment(sec: Section, base: Path) -> Segment:
     return seg
 
 
+def _names(sec: Section, key: str) -> tuple[str, ...]:
+    exp = sec.raw(key, default=[])
+    exp = [exp] if isinstance(exp, str) else exp
+    if not isinstance(exp, list) or any(e not in BY_NAME for e in exp):
+        raise ConfigError(sec.file, sec._key(key), f"is {exp!r}", "fault names of the diag table: " + ", ".join(BY_NAME))
+    return tuple(exp)
+
+
 def _fault(sec: Section) -> FaultSpec:
     kind = sec.string("kind", choices=tuple(KINDS))
     s = FaultSpec(kind)
@@ -189,11 +198,10 @@ def _fault(sec: Section) -> FaultSpec:
             setattr(s, key, sec.integer(key, 0, 10000))
     if "value" not in KINDS[kind] and sec.has("value"):
         s.value = sec.number("value", -1e6, 1e6)
-    exp = sec.raw("expect", default=[])
-    exp = [exp] if isinstance(exp, str) else exp
-    if not isinstance(exp, list) or any(e not in BY_NAME for e in exp):
-        raise ConfigError(sec.file, sec._key("expect"), f"is {exp!r}", "fault names of the diag table: " + ", ".join(BY_NAME))
-    s.expect = tuple(exp)
+    s.expect = _names(sec, "expect")
+    s.expect_warning = _names(sec, "expect_warning")
+    if sec.has("warn_within_s"):
+        s.warn_within_s = sec.number("warn_within_s", 0.0, 1e6)
     if sec.has("within_s"):
         s.within_s = sec.number("within_s", 0.0, 1e6)
     if sec.has("open_within_s"):
@@ -355,6 +363,13 @@ def evaluate(scn: Scenario, res) -> list[Verdict]:
             lat = None if f.t_on is None or name not in f.detected else f.detected[name] - f.t_on
             ok = lat is not None and (f.within_s is None or lat <= f.within_s + 1e-9)
             out.append(Verdict(f"{f.label} -> {name}", ok, _num(lat), f.within_s, "detection latency, s"))
+        for name in f.expect_warning:  # at record resolution: the first record at or after the injection
+            hit = np.flatnonzero((t >= (f.t_on if f.t_on is not None else np.inf) - 1e-9)
+                                 & ((rec["warn_bits"].astype(np.int64) >> BY_NAME[name].id) & 1 == 1))
+            lat = float(t[hit[0]] - f.t_on) if hit.size else None
+            ok = lat is not None and (f.warn_within_s is None or lat <= f.warn_within_s + 1e-9)
+            out.append(Verdict(f"{f.label} -> {name} warning", ok, _num(lat), f.warn_within_s,
+                               f"warning latency, s (record resolution {scn.record_period_s:g} s)"))
         if f.open_within_s is not None:
             lat = None if f.t_on is None or f.t_open is None else f.t_open - f.t_on
             ok = lat is not None and lat <= f.open_within_s + 1e-9
