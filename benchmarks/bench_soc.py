@@ -25,7 +25,17 @@ def numpy_ekf_step(p, tune, x, P, i_a, v, temp_c, dt):
     b = x[:, IBIAS]
     ip = x[:, IIHOLD] - b
     eta = np.where(ip > 0, p.eta_chg, 1.0)
-    r1, r2 = it(p.r1_ohm), it(p.r2_ohm)
+    u = (x[:, IZ] - p.soc0) / p.dsoc
+    k = np.clip(u.astype(np.int64), 0, p.ocv_v.shape[1] - 2)
+    ws = np.clip(u - k, 0, 1)
+
+    def bil(tab):
+        lo = tab[j, k] + ws * (tab[j, k + 1] - tab[j, k])
+        hi = tab[j + 1, k] + ws * (tab[j + 1, k + 1] - tab[j + 1, k])
+        s = (1 - wt) * (tab[j, k + 1] - tab[j, k]) + wt * (tab[j + 1, k + 1] - tab[j + 1, k])
+        return (1 - wt) * lo + wt * hi, s
+    g, _ = bil(p.rc_soc_factor)  # RC resistances at the step's start SOC (dG/dz out of F, as the kernel)
+    r1, r2 = it(p.r1_ohm) * g, it(p.r2_ohm) * g
     a1, a2 = np.exp(-dt / it(p.tau1_s)), np.exp(-dt / it(p.tau2_s))
     sgn = np.sign(ip)
     kh = it(p.gamma) * dt / q_as
@@ -49,12 +59,7 @@ def numpy_ekf_step(p, tune, x, P, i_a, v, temp_c, dt):
     it_true = i_a - b
     u = (x[:, IZ] - p.soc0) / p.dsoc
     k = np.clip(u.astype(np.int64), 0, p.ocv_v.shape[1] - 2)
-    ws = np.clip(u - k, 0, 1)
-    def bil(tab):  # noqa: E306
-        lo = tab[j, k] + ws * (tab[j, k + 1] - tab[j, k])
-        hi = tab[j + 1, k] + ws * (tab[j + 1, k + 1] - tab[j + 1, k])
-        s = (1 - wt) * (tab[j, k + 1] - tab[j, k]) + wt * (tab[j + 1, k + 1] - tab[j + 1, k])
-        return (1 - wt) * lo + wt * hi, s
+    ws = np.clip(u - k, 0, 1)  # bil() reads the new k, ws
     ocv, docv = bil(p.ocv_v)
     m, dm = bil(p.hyst_v)
     f, _ = bil(p.r0_soc_factor)  # dF/dz left out of H, as in the kernel (bms.soc.ekf docstring)

@@ -16,14 +16,15 @@ Terminal voltage::
 Exact zero-order-hold discretisation over ``dt`` with the current held constant::
 
     z'  = z + eta(i) * i * dt / (3600 Q)          eta = eta_chg for i > 0, 1 otherwise
-    vj' = aj * vj + Rj * (1 - aj) * i             aj  = exp(-dt / tau_j(T))
+    vj' = aj * vj + Rj * G(z, T) * (1 - aj) * i   aj  = exp(-dt / tau_j(T))
     h'  = Ah * h + (1 - Ah) * sign(i)             Ah  = exp(-gamma(T) * |i| * dt / (3600 Q))
     s'  = sign(i) if |i| > i_sign_a else s
 
 (the hysteresis law is dh/dt = -gamma |i| / Q (h - sign i), whose solution for constant i
-is the update above). Every parameter is a table over temperature; OCV, M and the
-dimensionless series-resistance factor F (LFP's resistance rises toward empty; F = 1 means
-no SOC dependence) are tables over (temperature, SOC) on a uniform SOC grid, interpolated
+is the update above; G is taken at the SOC of the step's start). Every parameter is a table
+over temperature; OCV, M and the dimensionless resistance factors F (series resistance) and G
+(both RC resistances) are tables over (temperature, SOC) on a uniform SOC grid (LFP's
+resistance and polarisation rise toward empty; 1 means no SOC dependence), interpolated
 bilinearly and clamped at the grid ends.
 """
 
@@ -53,6 +54,7 @@ class CellParams(NamedTuple):
     r0_chg_ohm: np.ndarray  # (nT,)
     r0_dis_ohm: np.ndarray  # (nT,)
     r0_soc_factor: np.ndarray  # (nT, nS) F(T, z): R0 at SOC z is R0(T, sign i) * F
+    rc_soc_factor: np.ndarray  # (nT, nS) G(T, z): Rj at SOC z is Rj(T) * G (j = 1, 2)
     r1_ohm: np.ndarray  # (nT,)
     tau1_s: np.ndarray  # (nT,)
     r2_ohm: np.ndarray  # (nT,)
@@ -60,6 +62,13 @@ class CellParams(NamedTuple):
     capacity_ah: float
     eta_chg: float
     i_sign_a: float  # |i| above which the instantaneous hysteresis sign follows the current
+    rc_soc_on: bool  # rc_soc_factor is not all ones (:func:`rc_soc_on`; the EKF skips G's lookup otherwise)
+
+
+def rc_soc_on(rc_soc_factor: np.ndarray) -> bool:
+    """The value of :attr:`CellParams.rc_soc_on` for an RC SOC factor table (set it together
+    with ``rc_soc_factor``, e.g. ``p._replace(rc_soc_factor=g, rc_soc_on=rc_soc_on(g))``)."""
+    return bool(np.any(np.asarray(rc_soc_factor) != 1.0))
 
 
 @nb.njit(cache=True, inline="always")
@@ -78,15 +87,21 @@ def temp_index(temp_grid, temp_c):
 
 
 @nb.njit(cache=True, inline="always")
-def soc_index(soc0, dsoc, n_soc, soc):
-    """Bracket ``soc`` on the uniform grid soc0 + k*dsoc: (k, w), clamped."""
-    u = (soc - soc0) / dsoc
+def grid_bracket(u, n):
+    """Bracket the grid coordinate ``u`` (in grid steps from the first of ``n`` uniform points):
+    (k, w) with value = (1-w) f[k] + w f[k+1], clamped. Scalars only (see :func:`bilinear`)."""
     if u <= 0.0:
         return 0, 0.0
-    if u >= n_soc - 1:
-        return n_soc - 2, 1.0
+    if u >= n - 1:
+        return n - 2, 1.0
     k = int(u)
     return k, u - k
+
+
+@nb.njit(cache=True, inline="always")
+def soc_index(soc0, dsoc, n_soc, soc):
+    """Bracket ``soc`` on the uniform grid soc0 + k*dsoc: (k, w), clamped."""
+    return grid_bracket((soc - soc0) / dsoc, n_soc)
 
 
 @nb.njit(cache=True, inline="always")
@@ -144,6 +159,8 @@ def advance_cell(p, x, i_a, temp_c, dt_s):
     """Advance one cell's state ``x`` in place by ``dt_s`` with constant current ``i_a``
     (exact zero-order hold, equations in the module docstring)."""
     j, wt = temp_index(p.temp_c, temp_c)
+    k, ws = soc_index(p.soc0, p.dsoc, p.rc_soc_factor.shape[1], x[IZ])
+    g, _ = interp_ts(p.rc_soc_factor, j, wt, k, ws)
     q_as = 3600.0 * p.capacity_ah
     eta = p.eta_chg if i_a > 0.0 else 1.0
     a1 = math.exp(-dt_s / interp_t(p.tau1_s, j, wt))
@@ -151,8 +168,8 @@ def advance_cell(p, x, i_a, temp_c, dt_s):
     sgn = 1.0 if i_a > 0.0 else (-1.0 if i_a < 0.0 else 0.0)
     ah = math.exp(-interp_t(p.gamma, j, wt) * abs(i_a) * dt_s / q_as)
     x[IZ] = x[IZ] + eta * i_a * dt_s / q_as
-    x[IV1] = a1 * x[IV1] + interp_t(p.r1_ohm, j, wt) * (1.0 - a1) * i_a
-    x[IV2] = a2 * x[IV2] + interp_t(p.r2_ohm, j, wt) * (1.0 - a2) * i_a
+    x[IV1] = a1 * x[IV1] + interp_t(p.r1_ohm, j, wt) * g * (1.0 - a1) * i_a
+    x[IV2] = a2 * x[IV2] + interp_t(p.r2_ohm, j, wt) * g * (1.0 - a2) * i_a
     x[IH] = ah * x[IH] + (1.0 - ah) * sgn
     if abs(i_a) > p.i_sign_a:
         x[IS] = sgn

@@ -9,9 +9,10 @@ A profile has three tables:
 ``[fit]``     provenance written by ``bms profile fit`` (command, data, voltage RMSE per file).
 
 Loading validates every key; an error names the file, the key and the allowed range.
-``r0_soc_factor`` (dimensionless, R0 at SOC z is ``R0(T, sign i) * r0_soc_factor(T, z)``) is
-optional: a profile without it loads with the factor 1 everywhere (no SOC dependence, the
-model of profiles written before it existed).
+``r0_soc_factor`` (dimensionless, R0 at SOC z is ``R0(T, sign i) * r0_soc_factor(T, z)``) and
+``rc_soc_factor`` (R1, R2 at SOC z are ``Rj(T) * rc_soc_factor(T, z)``) are optional: a profile
+without one loads with that factor 1 everywhere (no SOC dependence, the model of profiles
+written before it existed).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import tomli_w
 
 from bms.config import ConfigError, Section, load_toml
-from bms.model import CellParams
+from bms.model import CellParams, rc_soc_on
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -42,6 +43,9 @@ DYNAMIC_KEYS: dict[str, tuple[float, float]] = {
 #: per-(T, SOC) series-resistance factor: key and its allowed range (optional, default 1)
 R0_SOC_KEY = "r0_soc_factor"
 R0_SOC_RANGE = (0.1, 10.0)
+#: per-(T, SOC) RC-resistance factor (R1 and R2): optional, default 1, same range
+RC_SOC_KEY = "rc_soc_factor"
+SOC_FACTOR_KEYS = (R0_SOC_KEY, RC_SOC_KEY)
 
 
 @dataclass
@@ -125,7 +129,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
     tables = {
         "ocv_v": tab.array("ocv_v", 1.0, 5.0, shape=(nt, ns), nondecreasing=True),
         "hyst_v": tab.array("hyst_v", 0.0, 0.5, shape=(nt, ns)),
-        R0_SOC_KEY: tab.array(R0_SOC_KEY, *R0_SOC_RANGE, shape=(nt, ns), default=np.ones((nt, ns))),
+        **{key: tab.array(key, *R0_SOC_RANGE, shape=(nt, ns), default=np.ones((nt, ns))) for key in SOC_FACTOR_KEYS},
     }
     for key, (lo, hi) in DYNAMIC_KEYS.items():
         tables[key] = tab.array(key, lo, hi, shape=(nt,))
@@ -146,9 +150,10 @@ def load_profile(name_or_path: str | Path) -> Profile:
     )
 
 
-def r0_soc_factor(prof: Profile) -> np.ndarray:
-    """The profile's (nT, nS) series-resistance SOC factor; ones if the profile has none."""
-    f = prof.tables.get(R0_SOC_KEY)
+def r0_soc_factor(prof: Profile, key: str = R0_SOC_KEY) -> np.ndarray:
+    """The profile's (nT, nS) series-resistance SOC factor (``key=RC_SOC_KEY``: the RC
+    resistances'); ones if the profile has none."""
+    f = prof.tables.get(key)
     shape = (prof.temp_c.size, prof.soc.size)
     if f is None:
         return np.ones(shape)
@@ -168,6 +173,7 @@ def to_params(prof: Profile) -> CellParams:
         r0_chg_ohm=t["r0_chg_ohm"],
         r0_dis_ohm=t["r0_dis_ohm"],
         r0_soc_factor=r0_soc_factor(prof),
+        rc_soc_factor=r0_soc_factor(prof, RC_SOC_KEY),
         r1_ohm=t["r1_ohm"],
         tau1_s=t["tau1_s"],
         r2_ohm=t["r2_ohm"],
@@ -175,6 +181,7 @@ def to_params(prof: Profile) -> CellParams:
         capacity_ah=float(prof.capacity_ah),
         eta_chg=float(prof.eta_chg),
         i_sign_a=float(prof.i_sign_a),
+        rc_soc_on=rc_soc_on(r0_soc_factor(prof, RC_SOC_KEY)),
     )
 
 
@@ -207,6 +214,9 @@ def profile_to_toml(prof: Profile) -> str:
             "ocv_v": _round(prof.tables["ocv_v"], 5),
             "hyst_v": _round(prof.tables["hyst_v"], 5),
             R0_SOC_KEY: _round(r0_soc_factor(prof), 5),
+            # written only when it has one: profiles without it load with G = 1 (the same model)
+            **({RC_SOC_KEY: _round(prof.tables[RC_SOC_KEY], 5)}
+               if not np.all(np.asarray(prof.tables.get(RC_SOC_KEY, 1.0)) == 1.0) else {}),
             **{k: _round(prof.tables[k], 7) for k in DYNAMIC_KEYS},
         },
     }

@@ -78,11 +78,11 @@ def test_csv_requires_soc_ref_when_scoring(tmp_path):
         load_csv(f, require_soc_ref=True)
 
 
-def _without_r0_soc_factor(text: str) -> str:
-    """The profile text with its ``r0_soc_factor`` table (a multi-line array) removed."""
+def _without_table(text: str, key: str) -> str:
+    """The profile text with its ``key`` table (a multi-line array) removed."""
     out, skip = [], False
     for ln in text.splitlines():
-        if ln.startswith("r0_soc_factor = ["):
+        if ln.startswith(f"{key} = ["):
             skip = True
             continue
         if skip:
@@ -92,22 +92,41 @@ def _without_r0_soc_factor(text: str) -> str:
     return "\n".join(out)
 
 
-def test_profile_without_r0_soc_factor_loads_with_factor_one(tmp_path):
-    f = tmp_path / "old.toml"
-    f.write_text(_without_r0_soc_factor(_shipped_text()))
-    prof = load_profile(f)
-    assert "r0_soc_factor = [" not in f.read_text()
-    assert np.array_equal(prof.params.r0_soc_factor, np.ones((prof.temp_c.size, prof.soc.size)))
+SOC_FACTORS = ("r0_soc_factor", "rc_soc_factor")
 
 
-@pytest.mark.parametrize("change,fragment", [("zero", "[0.1, 10.0]"), ("row", "shape")])
-def test_profile_r0_soc_factor_range_and_shape_named(tmp_path, change, fragment):
+def _text_with_rc_factor() -> str:
+    """The shipped profile with an RC SOC factor table (a copy of its r0_soc_factor)."""
     import tomllib
 
     import tomli_w
 
     doc = tomllib.loads(_shipped_text())
-    f_tab = doc["tables"]["r0_soc_factor"]
+    doc["tables"]["rc_soc_factor"] = doc["tables"]["r0_soc_factor"]
+    return tomli_w.dumps(doc)
+
+
+@pytest.mark.parametrize("key", SOC_FACTORS)
+def test_profile_without_soc_factor_loads_with_factor_one(tmp_path, key):
+    """Profiles written before the SOC factors existed load with the factor 1 (no SOC dependence)."""
+    f = tmp_path / "old.toml"
+    f.write_text(_without_table(_text_with_rc_factor(), key))
+    prof = load_profile(f)
+    assert f"{key} = [" not in f.read_text()
+    assert np.array_equal(getattr(prof.params, key), np.ones((prof.temp_c.size, prof.soc.size)))
+    other = load_profile("winston_lfp100").params  # its r0_soc_factor, also the rc one above
+    assert all(np.array_equal(getattr(prof.params, k), other.r0_soc_factor) for k in SOC_FACTORS if k != key)
+
+
+@pytest.mark.parametrize("key", SOC_FACTORS)
+@pytest.mark.parametrize("change,fragment", [("zero", "[0.1, 10.0]"), ("row", "shape")])
+def test_profile_soc_factor_range_and_shape_named(tmp_path, change, fragment, key):
+    import tomllib
+
+    import tomli_w
+
+    doc = tomllib.loads(_text_with_rc_factor())
+    f_tab = doc["tables"][key]
     if change == "zero":
         f_tab[0][0] = 0.0
     else:
@@ -117,4 +136,4 @@ def test_profile_r0_soc_factor_range_and_shape_named(tmp_path, change, fragment)
     with pytest.raises(ConfigError) as exc:
         load_profile(f)
     msg = str(exc.value)
-    assert str(f) in msg and "tables.r0_soc_factor" in msg and fragment in msg
+    assert str(f) in msg and f"tables.{key}" in msg and fragment in msg

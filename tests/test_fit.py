@@ -248,7 +248,7 @@ def test_fit_is_reproducible_on_shipped_data(winston, winston_records):
 
     def refit(guess, **kw):
         return dynamic.fit_drive(rec, curves.soc, rows, guess, winston.capacity_ah, winston.eta_chg,
-                                 winston.i_sign_a, **kw)
+                                 winston.i_sign_a, zero=rsoc.RC_KEYS, **kw)  # fitted without G (no --rc-soc-factor)
 
     # the shipped 25 C values are the optimum of the shipped objective: a few least-squares steps
     # from there with everything free do not move them
@@ -293,3 +293,17 @@ def test_profile_fit_rejects_bad_inputs_with_clear_errors(tmp_path, capsys):
     assert main(args) == 2
     assert "drive cycle at 5.0 C but the slow curves are at [25.0] C only" in capsys.readouterr().err
     assert not (tmp_path / "x.toml").exists()
+
+
+def test_slow_test_polarisation_with_soc_factors():
+    """p_slow: I R_ss + p_extra at the reference SOC; with the SOC factors, per SOC
+    I ((R0_chg + R0_dis)/2 F + (R1 + R2) G) + p_extra, for one temperature (rows) or a table."""
+    one = {"r0_chg_ohm": 1e-3, "r0_dis_ohm": 3e-3, "r1_ohm": 1e-3, "r2_ohm": 4e-3, "p_extra_v": 2e-3}
+    f = np.array([1.5, 1.0, 0.9])
+    g = np.array([2.0, 1.0, 0.8])
+    assert p_slow(one, 2.0) == pytest.approx(2.0 * 7e-3 + 2e-3)
+    np.testing.assert_allclose(p_slow(one, 2.0, np.ones(3), np.ones(3)), p_slow(one, 2.0))
+    np.testing.assert_allclose(p_slow(one, 2.0, f, g), 2.0 * (2e-3 * f + 5e-3 * g) + 2e-3)
+    tab = {k: np.array([v, 2 * v]) for k, v in one.items()}
+    got = p_slow(tab, 2.0, np.vstack([f, f]), np.vstack([g, g]))
+    np.testing.assert_allclose(got, np.vstack([p_slow(one, 2.0, f, g), 2 * p_slow(one, 2.0, f, g)]))

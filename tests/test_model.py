@@ -11,8 +11,10 @@ from bms.model import IH, IV1, IV2, IZ, initial_state, model_step, simulate
 
 def test_rc_step_response_matches_analytic(winston):
     """A current step through RC pair j gives v_j(t) = R_j i (1 - exp(-t / tau_j)), exactly
-    at every sample, whatever the step size (zero-order hold is exact for constant current)."""
+    at every sample, whatever the step size (zero-order hold is exact for constant current).
+    The RC SOC factor G is set to 1 here (the SOC moves during the step response)."""
     p = winston.params
+    p = p._replace(rc_soc_factor=np.ones_like(p.rc_soc_factor), rc_soc_on=False)
     j = int(np.searchsorted(p.temp_c, 25.0))
     r1, tau1, r2, tau2 = p.r1_ohm[j], p.tau1_s[j], p.r2_ohm[j], p.tau2_s[j]
     i = -50.0
@@ -88,3 +90,26 @@ def test_shipped_soc_factor_rises_toward_empty(winston):
     assert np.allclose(f[:, 70], 1.0, atol=1e-4)
     assert np.all(np.diff(f, axis=1) <= 1e-9)
     assert f[:, 10].min() > 1.0  # drive data at 5 and 25 C show the rise below 0.5
+
+
+@given(st.floats(0.0, 1.0), st.floats(-10.0, 60.0), st.sampled_from([-150.0, -20.0, 30.0]),
+       st.floats(-0.02, 0.02), st.floats(-0.03, 0.03))
+def test_rc_resistances_follow_the_rc_soc_factor(winston, z, temp_c, i, v1, v2):
+    """One step: vj' = aj vj + Rj(T) G(T, z) (1 - aj) i with G the profile's rc_soc_factor
+    (here a steep one, 1 + 2 (1 - z)^2, x 1.3 at the coldest grid temperature) interpolated
+    bilinearly at the step's start SOC (LFP's polarisation rises toward empty)."""
+    p = winston.params
+    soc_g = p.soc0 + p.dsoc * np.arange(p.ocv_v.shape[1])
+    steep = (1.0 + 2.0 * (1.0 - soc_g) ** 2)[None, :] * np.where(np.arange(p.temp_c.size) == 0, 1.3, 1.0)[:, None]
+    p = p._replace(rc_soc_factor=np.ascontiguousarray(steep), rc_soc_on=True)
+    x = initial_state(1, z)
+    x[0, IV1], x[0, IV2] = v1, v2
+    dt = 2.0
+    model_step(p, x, np.array([i]), np.array([temp_c]), dt, np.empty(1))
+    t = np.clip(temp_c, p.temp_c[0], p.temp_c[-1])
+    soc = p.soc0 + p.dsoc * np.arange(p.rc_soc_factor.shape[1])
+    g = np.interp(t, p.temp_c, [np.interp(z, soc, row) for row in p.rc_soc_factor])
+    for idx, v0, r, tau in ((IV1, v1, p.r1_ohm, p.tau1_s), (IV2, v2, p.r2_ohm, p.tau2_s)):
+        a = math.exp(-dt / np.interp(t, p.temp_c, tau))
+        want = a * v0 + np.interp(t, p.temp_c, r) * g * (1 - a) * i
+        assert math.isclose(x[0, idx], want, rel_tol=1e-9, abs_tol=1e-12)

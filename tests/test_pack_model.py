@@ -54,6 +54,16 @@ def flat_profile(tmp_path_factory) -> Profile:
     return load_profile(save_profile(prof, tmp_path_factory.mktemp("flat") / "flat.toml"))
 
 
+@pytest.fixture(scope="module")
+def profile_g(profile, tmp_path_factory) -> Profile:
+    """The synthetic profile with a steep RC SOC factor G(T, z) = 1 + 3 (1 - z)^3 (x 1.2 at -5 C)."""
+    import dataclasses
+
+    g = 1.0 + 3.0 * (1.0 - profile.soc[None, :]) ** 3 * np.where(profile.temp_c[:, None] < 0.0, 1.2, 1.0)
+    prof = dataclasses.replace(profile, name="rcsoc", tables={**profile.tables, "rc_soc_factor": g})
+    return load_profile(save_profile(prof, tmp_path_factory.mktemp("rcsoc") / "rcsoc.toml"))
+
+
 def make(profile, geom=SMALL, spread=NO_SD, soc=0.5, temp_c=25.0, seed=0, close=True, dt=DT):
     return ready_pack(profile, geom, spread, soc=soc, temp_c=temp_c, seed=seed, close=close, dt_s=dt)
 
@@ -189,12 +199,16 @@ def _thermal_energy(p, st):
                  + np.sum(st.x[:, X_QGEN]))
 
 
+@pytest.mark.parametrize("prof_name", ["profile", "profile_g"])
 @HYP
 @given(segs=segments, bleed_bits=st_.integers(0, 15), seed=st_.integers(0, 50), socs=cell_socs, temps=cell_temps)
-def test_energy_conservation(profile, segs, bleed_bits, seed, socs, temps):
+def test_energy_conservation(request, prof_name, segs, bleed_bits, seed, socs, temps):
     """Chemical energy released (integral of OCV dq, from the SOC trajectory) = energy out of the
     terminals + bleed heat on the boards + heat in the cells (seen by the thermal network) +
-    change of RC energy; the load takes V_bus I_load, the path R I^2 plus the bus jumps' C dV^2 / 2."""
+    change of RC energy; the load takes V_bus I_load, the path R I^2 plus the bus jumps' C dV^2 / 2.
+    Also with SOC-dependent RC resistances (``profile_g``: R_j and C_j = tau_j / R_j move with
+    the SOC at each coefficient refresh, the stored-energy change booked as heat)."""
+    profile = request.getfixturevalue(prof_name)
     p, f, st, inp, bleed = make(profile, seed=seed, soc=socs, temp_c=temps)
     bleed[:] = [(bleed_bits >> s) & 1 for s in range(p.n_series)]
     ocv = _ocv_fn(p)
@@ -378,6 +392,26 @@ def test_arrhenius_resistance(profile):
     assert tab[0] < cold < colder == arrhenius(p.ln_r0d, p.temp_c, p.inv_temp_k, -40.0, 20.0)
     st = init_state(p, temp_c=np.linspace(0.0, 40.0, p.n_cells))
     assert np.all(np.diff(st.cache[:, C_R0D]) < 0) and np.all(st.cache[:, C_R0C] > 0)
+
+
+def test_rc_resistances_follow_the_rc_soc_factor(profile_g):
+    """R1 and R2 in the coefficient cache are the Arrhenius values times G(T, z) at each cell's
+    SOC (the profile's rc_soc_factor, bilinear), so C_j = tau_j / R_j; the cell's polarisation
+    after a discharge pulse is larger at low SOC."""
+    from hil.pack import C_R1, C_R2
+
+    p = build_params(profile_g, SMALL, PackSpread(0, 0, 0, 0, 0, 0))
+    flat = build_params(synthetic_lfp100_profile(), SMALL, PackSpread(0, 0, 0, 0, 0, 0))
+    socs = np.linspace(0.05, 0.95, p.n_cells)
+    temps = np.linspace(-10.0, 40.0, p.n_cells)
+    st = init_state(p, soc=socs, temp_c=temps)
+    st0 = init_state(flat, soc=socs, temp_c=temps)
+    tab = profile_g.tables["rc_soc_factor"]
+    t = np.clip(temps, profile_g.temp_c[0], profile_g.temp_c[-1])
+    g = [np.interp(tc, profile_g.temp_c, [np.interp(z, profile_g.soc, row) for row in tab]) for z, tc in zip(socs, t)]
+    for col in (C_R1, C_R2):
+        np.testing.assert_allclose(st.cache[:, col], np.array(g) * st0.cache[:, col], rtol=1e-12)
+    np.testing.assert_allclose(st.cache[:, C_C1] * st.cache[:, C_R1], st0.cache[:, C_C1] * st0.cache[:, C_R1], rtol=1e-12)
 
 
 def test_resistance_rises_near_empty(profile):

@@ -70,7 +70,7 @@ def test_p25_offset_target(files):
     assert _m(files, "udds_P25.csv.gz", current_offset_a=0.5)["max_abs_pct"] <= 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet: P05 drifts below 35 % SOC at 5 C (RMSE 1.69 %, max 4.0 %; 1.9 / 4.2 before the SOC-dependent R0). Coulomb counting alone tracks this reference to 0.25 %; with F(T, z) the loaded-voltage bias is flat in SOC, the remaining cause is the early-rest relaxation: the RC polarisation also grows toward empty and F does not scale it (docs/cell-profiles.md)")
+@pytest.mark.xfail(strict=True, reason="issue 2 target not met yet with the shipped profile: P05 drifts below 35 % SOC at 5 C (RMSE 1.69 %, max 4.03 %), the early-rest relaxation (the RC polarisation grows toward empty). A profile fitted with the RC SOC factor G (bms profile fit --rc-soc-factor) and the EKF's dG/dz meets it (1.50 / 2.16 %) but breaks P25 (1.14 / 2.37 % against 0.8 / 2.0 %): the 25 C fit moves the hysteresis/polarisation split of the slow curves, M on the plateau +1.1..1.6 mV; so G is not shipped yet (docs/cell-profiles.md, 'RC SOC factor G')")
 def test_target_p05(files):
     m = _m(files, "udds_P05_approx.csv.gz")
     assert m["rmse_pct"] <= 1.5 and m["max_abs_pct"] <= 3.0

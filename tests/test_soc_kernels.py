@@ -16,10 +16,21 @@ samples = st.lists(
     st.tuples(st.floats(-400, 300), st.floats(2.5, 3.8), st.floats(-30, 60)), min_size=1, max_size=120)
 
 
+def _with_rc_soc_factor(p):
+    """The params with a steep RC SOC factor G = 1 + 2 (1 - z)^2 (x 1.3 at the coldest grid T)."""
+    from bms.model import rc_soc_on
+
+    z = p.soc0 + p.dsoc * np.arange(p.ocv_v.shape[1])
+    g = (1.0 + 2.0 * (1.0 - z) ** 2)[None, :] * np.where(np.arange(p.temp_c.size) == 0, 1.3, 1.0)[:, None]
+    return p._replace(rc_soc_factor=np.ascontiguousarray(g), rc_soc_on=rc_soc_on(g))
+
+
 @pytest.mark.parametrize("kind", [E.EST_EKF, E.EST_CC])
+@pytest.mark.parametrize("with_g", [False, True])
 @given(seq=samples, z0=st.floats(0, 1), dt=st.floats(0.01, 10))
-def test_covariance_spd_and_soc_bounded(winston, kind, seq, z0, dt):
-    p = winston.params
+def test_covariance_spd_and_soc_bounded(winston, kind, seq, z0, dt, with_g):
+    """Also with an RC SOC factor G (the EKF's RC update and its dG/dz Jacobian term)."""
+    p = _with_rc_soc_factor(winston.params) if with_g else winston.params
     tune = E.default_tuning(kind, p)
     x, P = E.new_state(3, p, tune)
     E.init_at_soc(p, tune, x, P, z0, 25.0)
@@ -149,3 +160,25 @@ def test_exp_neg_matches_libm(u):
     from bms.soc.ekf import exp_neg
 
     assert abs(exp_neg(u) - math.exp(-u)) <= 1e-12 * math.exp(-u)
+
+
+@pytest.mark.parametrize("temp_c", [-5.0, 12.0, 25.0])
+def test_ekf_rc_update_follows_the_rc_soc_factor(winston, temp_c):
+    """Time update without a voltage sample: vj' = aj vj + Rj(T) G(T, z) (1 - aj) i, G taken at
+    the SOC before the step, exactly as the cell model (bms.model.advance_cell)."""
+    from bms.model import IV1 as MV1, IV2 as MV2, advance_cell
+    from bms.soc.layout import IV1, IV2
+
+    p = _with_rc_soc_factor(winston.params)
+    tune = E.default_tuning(E.EST_EKF, p)
+    x, P = E.new_state(1, p, tune)
+    E.init_at_soc(p, tune, x, P, 0.23, temp_c)
+    no = np.zeros(1, dtype=np.bool_)
+    E.soc_step(E.EST_EKF, p, tune, x, P, -80.0, np.array([3.2]), np.array([temp_c]), no, 2.0)  # holds i
+    xm = initial_state(1, x[0, IZ])[0]
+    xm[MV1], xm[MV2] = x[0, IV1], x[0, IV2]
+    E.soc_step(E.EST_EKF, p, tune, x, P, -80.0, np.array([3.2]), np.array([temp_c]), no, 2.0)
+    advance_cell(p, xm, -80.0 - x[0, IBIAS], temp_c, 2.0)
+    assert x[0, IV1] == pytest.approx(xm[MV1], rel=1e-12) and x[0, IV2] == pytest.approx(xm[MV2], rel=1e-12)
+    g_mid = np.interp(0.23, p.soc0 + p.dsoc * np.arange(p.ocv_v.shape[1]), p.rc_soc_factor[-1])
+    assert g_mid > 2.0  # the factor is really in play

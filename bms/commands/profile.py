@@ -30,6 +30,9 @@ def register(sub) -> None:
     f.add_argument("--iterations", type=int, default=1, help="passes over the drive files (default 1)")
     f.add_argument("--fit-current-offset", action="store_true",
                    help="also fit each record's constant current-sensor offset (a nuisance, reported in [fit])")
+    f.add_argument("--rc-soc-factor", action="store_true",
+                   help="also fit the RC resistances' SOC factor G(T, z) (rc_soc_factor) and read the slow "
+                        "curves with the SOC-dependent polarisation I R_ss(z) (docs/cell-profiles.md)")
     f.add_argument("-o", "--output", required=True, help="profile TOML to write")
     f.add_argument("--plot", help="PNG: measured vs model voltage and residual per drive file")
     f.set_defaults(func=run_fit)
@@ -53,7 +56,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
     res = fit_profile(args.name, args.ocv, args.ocv_current_a, args.dynamic, args.capacity_ah, args.eta,
                       args.datasheet, dsoc=args.soc_step, iterations=args.iterations,
-                      fit_offset=args.fit_current_offset)
+                      fit_offset=args.fit_current_offset, rc_soc=args.rc_soc_factor)
     res.profile.fit["command"] = "bms profile " + shlex.join(_argv(args))
     save_profile(res.profile, args.output)
     print(f"wrote {args.output}; voltage error of the final profile per drive file:")
@@ -72,6 +75,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
            "--datasheet", args.datasheet, "--soc-step", f"{args.soc_step:g}", "--iterations", str(args.iterations)]
     if args.fit_current_offset:
         out.append("--fit-current-offset")
+    if args.rc_soc_factor:
+        out.append("--rc-soc-factor")
     out += ["-o", args.output]
     return out
 

@@ -22,7 +22,7 @@ from scipy.optimize import least_squares
 
 from bms.fit import rsoc
 from bms.labdata import DataError, LabData
-from bms.model import IH, IS, IV1, IV2, IZ, NX, CellParams, simulate
+from bms.model import IH, IS, IV1, IV2, IZ, NX, CellParams, rc_soc_on, simulate
 
 #: fitted per-temperature parameters, in profile-table order
 PARAM_KEYS = ("r0_chg_ohm", "r0_dis_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s", "gamma", "m0_v")
@@ -40,34 +40,37 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "v1_init_v": (0.0, 0.05),
     "v2_init_v": (0.0, 0.05),
     "i_offset_c": (-0.02, 0.02),  # current-sensor offset as a fraction of 1C (only if asked for)
-    **{k: rsoc.BOUND for k in rsoc.KEYS},  # log-increments of the R0 SOC factor (bms.fit.rsoc)
+    **{k: rsoc.BOUND for k in rsoc.ALL_KEYS},  # log-increments of the R0 and RC SOC factors (bms.fit.rsoc)
 }
-#: everything the drive fit adjusts: the model parameters, the R0 SOC factor's log-increments
-#: and the slow-test extra polarisation
-FIT_KEYS = PARAM_KEYS + rsoc.KEYS + ("p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c")
+#: everything the drive fit adjusts: the model parameters, the R0 and RC SOC factors'
+#: log-increments and the slow-test extra polarisation
+FIT_KEYS = PARAM_KEYS + rsoc.ALL_KEYS + ("p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c")
 #: nuisance parameters of one record: its initial RC voltages (the records start shortly after a
 #: charge) and, when asked for, its current-sensor offset (in C; ``i_offset_a = i_offset_c * Q``)
 RECORD_KEYS = ("v1_init_v", "v2_init_v", "i_offset_c")
-_LINEAR = ("m0_v", "p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c") + rsoc.KEYS
+_LINEAR = ("m0_v", "p_extra_v", "v1_init_v", "v2_init_v", "i_offset_c") + rsoc.ALL_KEYS
 _LOG = tuple(k not in _LINEAR for k in FIT_KEYS)
 
 
 def cell_params(soc: np.ndarray, temp_c: np.ndarray, ocv_v: np.ndarray, hyst_v: np.ndarray,
                 dyn: dict[str, np.ndarray], capacity_ah: float, eta_chg: float, i_sign_a: float,
-                r0_soc_factor: np.ndarray | None = None) -> CellParams:
-    """A :class:`CellParams` from tables (``ocv_v``/``hyst_v``/``r0_soc_factor`` (nT, nS), the
-    last one 1 if None; ``dyn[key]`` (nT,))."""
+                r0_soc_factor: np.ndarray | None = None, rc_soc_factor: np.ndarray | None = None) -> CellParams:
+    """A :class:`CellParams` from tables (``ocv_v``/``hyst_v``/``r0_soc_factor``/``rc_soc_factor``
+    (nT, nS), the last two 1 if None; ``dyn[key]`` (nT,))."""
     c = lambda a: np.ascontiguousarray(np.atleast_1d(np.asarray(a, dtype=np.float64)))  # noqa: E731
-    f = np.ones(np.shape(np.atleast_2d(ocv_v))) if r0_soc_factor is None else r0_soc_factor
+    ones = np.ones(np.shape(np.atleast_2d(ocv_v)))
+    f = ones if r0_soc_factor is None else r0_soc_factor
+    g = ones if rc_soc_factor is None else rc_soc_factor
     return CellParams(
         soc0=float(soc[0]), dsoc=float(soc[1] - soc[0]), temp_c=c(temp_c),
         ocv_v=np.ascontiguousarray(np.atleast_2d(ocv_v), dtype=np.float64),
         hyst_v=np.ascontiguousarray(np.atleast_2d(hyst_v), dtype=np.float64),
         m0_v=c(dyn["m0_v"]), gamma=c(dyn["gamma"]), r0_chg_ohm=c(dyn["r0_chg_ohm"]),
         r0_dis_ohm=c(dyn["r0_dis_ohm"]),
-        r0_soc_factor=np.ascontiguousarray(np.atleast_2d(f), dtype=np.float64), r1_ohm=c(dyn["r1_ohm"]), tau1_s=c(dyn["tau1_s"]),
+        r0_soc_factor=np.ascontiguousarray(np.atleast_2d(f), dtype=np.float64),
+        rc_soc_factor=np.ascontiguousarray(np.atleast_2d(g), dtype=np.float64), r1_ohm=c(dyn["r1_ohm"]), tau1_s=c(dyn["tau1_s"]),
         r2_ohm=c(dyn["r2_ohm"]), tau2_s=c(dyn["tau2_s"]),
-        capacity_ah=float(capacity_ah), eta_chg=float(eta_chg), i_sign_a=float(i_sign_a),
+        capacity_ah=float(capacity_ah), eta_chg=float(eta_chg), i_sign_a=float(i_sign_a), rc_soc_on=rc_soc_on(g),
     )
 
 
@@ -155,7 +158,8 @@ def _record_args(values: dict[str, float], capacity_ah: float) -> tuple[float, f
 
 def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, float], capacity_ah: float,
               eta_chg: float, i_sign_a: float, max_nfev: int = 200, soc_max: float = 0.97,
-              fit_offset: bool = False, tol: float = 1e-6, fixed: tuple[str, ...] = ()) -> DriveFit:
+              fit_offset: bool = False, tol: float = 1e-6, fixed: tuple[str, ...] = (),
+              zero: tuple[str, ...] = ()) -> DriveFit:
     """Least-squares fit of :data:`FIT_KEYS` at the record's temperature.
 
     ``rows(values) -> (ocv_row, hyst_row)`` gives the OCV and hysteresis-amplitude rows (nS,)
@@ -164,25 +168,27 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
     where the OCV from slow curves is least known and the record starts just after a charge)
     are left out of the residual; the simulation still runs through them. With ``fit_offset`` a
     constant current-sensor offset of the record is fitted too (a nuisance: it keeps the model
-    parameters from absorbing a biased current), otherwise it is held at 0. The R0 SOC factor's
-    log-increments of knots the record does not cover are held at 0 (:mod:`bms.fit.rsoc`)."""
+    parameters from absorbing a biased current), otherwise it is held at 0. The R0 and RC SOC
+    factors' log-increments of knots the record does not cover are held at 0 (:mod:`bms.fit.rsoc`),
+    and so are the linear keys in ``zero`` (e.g. :data:`bms.fit.rsoc.RC_KEYS`: no RC SOC factor)."""
     temp_c = record_temp_c(data)
     temps = np.array([temp_c])
 
     def params(values):
         ocv_row, hyst_row = rows(values)
         return cell_params(soc, temps, ocv_row, hyst_row, {k: np.array([values[k]]) for k in PARAM_KEYS},
-                           capacity_ah, eta_chg, i_sign_a, rsoc.factor_row(soc, values))
+                           capacity_ah, eta_chg, i_sign_a, rsoc.factor_row(soc, values),
+                           rsoc.factor_row(soc, values, rsoc.RC_KEYS))
 
     use = data.soc_ref <= soc_max
     if use.sum() < 100:
         raise DataError(f"{data.path}: fewer than 100 samples at SOC <= {soc_max}")
 
-    unknown = set(fixed) - set(FIT_KEYS)
+    unknown = (set(fixed) | set(zero)) - set(FIT_KEYS)
     if unknown:
         raise ValueError(f"unknown fit keys {sorted(unknown)} (known: {', '.join(FIT_KEYS)})")
     cover = rsoc.covered(data, capacity_ah)
-    zero = ({k for k in rsoc.KEYS if not cover[k]}) | (set() if fit_offset else {"i_offset_c"})
+    zero = ({k for k in rsoc.ALL_KEYS if not cover[k]}) | (set() if fit_offset else {"i_offset_c"}) | set(zero)
     held = set(fixed) | zero
     sel = np.array([k not in held for k in FIT_KEYS])
     start = _pack(_clip(guess))
@@ -195,7 +201,7 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
         return _unpack(x)
 
     ridge = rsoc.RIDGE_V * np.sqrt(use.sum())
-    ridge_keys = [k for k in rsoc.KEYS if k not in held]
+    ridge_keys = [k for k in rsoc.ALL_KEYS if k not in held]
 
     def resid(u):
         values = full(u)

@@ -6,9 +6,10 @@ constant current ``I`` (discharge from full after a charge, then charge from emp
     v_dis(z) = OCV(z) + M(z) h_dis(z) - m0 - P        h_dis(z) = -1 + 2 exp(-gamma (1 - z))
     v_chg(z) = OCV(z) + M(z) h_chg(z) + m0 + P        h_chg(z) =  1 - 2 exp(-gamma eta z)
 
-with ``P`` the polarisation of the slow test: at least ``I R_ss``, ``R_ss = (R0_chg +
-R0_dis)/2 + R1 + R2`` the model's steady-state resistance (at C/50 the RC pairs are settled),
-plus any slower (diffusion) part the 2RC model does not carry; :mod:`bms.fit.dynamic` fits
+with ``P`` the polarisation of the slow test: at least ``I R_ss(z)``, ``R_ss(z) = (R0_chg +
+R0_dis)/2 F(z) + (R1 + R2) G(z)`` the model's steady-state resistance at that SOC (at C/50 the
+RC pairs are settled; F, G the SOC factors, :mod:`bms.fit.rsoc`), plus any slower (diffusion)
+part the 2RC model does not carry; :mod:`bms.fit.dynamic` fits
 that extra part on the drive-cycle rests. Hence, where both hysteresis states are saturated
 (``h_chg - h_dis >= 1.5``) in the core SOC range, ``M = (v_chg - v_dis - 2 m0 - 2 P) /
 (h_chg - h_dis)``: the half-gap minus the polarisation minus the instantaneous hysteresis
@@ -132,11 +133,12 @@ def monotone(v: np.ndarray) -> np.ndarray:
     return np.asarray(isotonic_regression(np.asarray(v, dtype=float), increasing=True).x)
 
 
-def ocv_hyst_row(curves: SlowCurves, j: int, gamma: float, m0_v: float, p_slow_v: float,
+def ocv_hyst_row(curves: SlowCurves, j: int, gamma: float, m0_v: float, p_slow_v: float | np.ndarray,
                  eta_chg: float) -> tuple[np.ndarray, np.ndarray]:
     """OCV and hysteresis-amplitude rows (nS,) at temperature row ``j`` of ``curves`` given the
     hysteresis rate ``gamma``, the instantaneous hysteresis ``m0_v`` and the polarisation of the
-    slow test ``p_slow_v`` (``I R_ss`` plus any slower diffusion part; module docstring)."""
+    slow test ``p_slow_v`` (``I R_ss(z)`` plus any slower diffusion part; module docstring), one
+    value or one per SOC grid point."""
     z = curves.soc
     kz, kw = zip(*W_DIS_KNOTS)
     core = (z >= CORE_SOC[0] - 1e-9) & (z <= CORE_SOC[1] + 1e-9)
@@ -175,9 +177,11 @@ def monotone_branches(ocv_v: np.ndarray, hyst_v: np.ndarray) -> tuple[np.ndarray
 def ocv_hyst(curves: SlowCurves, gamma: np.ndarray, m0_v: np.ndarray, p_slow_v: np.ndarray,
              eta_chg: float) -> tuple[np.ndarray, np.ndarray]:
     """OCV and hysteresis-amplitude tables (nT, nS): :func:`ocv_hyst_row` at every temperature
-    of ``curves`` (per-temperature arrays, or scalars for all)."""
+    of ``curves`` (per-temperature arrays, or scalars for all; ``p_slow_v`` may also be (nT, nS))."""
     nt = curves.temp_c.size
-    g, m0, ps = (np.broadcast_to(np.asarray(a, float), (nt,)) for a in (gamma, m0_v, p_slow_v))
+    g, m0 = (np.broadcast_to(np.asarray(a, float), (nt,)) for a in (gamma, m0_v))
+    ps = np.asarray(p_slow_v, float)
+    ps = np.broadcast_to(ps.reshape(-1, 1) if ps.ndim == 1 else ps, (nt, curves.soc.size))
     rows = [ocv_hyst_row(curves, j, g[j], m0[j], ps[j], eta_chg) for j in range(nt)]
     return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 

@@ -35,7 +35,7 @@ def initial_guess(temp_c: np.ndarray, capacity_ah: float) -> dict[str, np.ndarra
     g = {"r0_chg_ohm": 0.08 / capacity_ah * f, "r0_dis_ohm": 0.08 / capacity_ah * f,
          "r1_ohm": 0.03 / capacity_ah * f, "tau1_s": 10.0 * n, "r2_ohm": 0.08 / capacity_ah * f,
          "tau2_s": 300.0 * n, "gamma": 100.0 * n, "m0_v": 0.002 * n, "p_extra_v": 0.002 * n,
-         **{k: 0.05 * n for k in rsoc.KEYS}}
+         **{k: 0.05 * n for k in rsoc.ALL_KEYS}}
     return {k: np.clip(v, *dynamic.BOUNDS[k]) for k, v in g.items()}
 
 
@@ -44,9 +44,16 @@ def r_steady(dyn) -> np.ndarray:
     return 0.5 * (dyn["r0_chg_ohm"] + dyn["r0_dis_ohm"]) + dyn["r1_ohm"] + dyn["r2_ohm"]
 
 
-def p_slow(dyn, i_slow_a: float):
-    """Polarisation of the slow test: I R_ss plus the fitted extra (diffusion) part."""
-    return i_slow_a * r_steady(dyn) + dyn["p_extra_v"]
+def p_slow(dyn, i_slow_a: float, f=None, g=None):
+    """Polarisation of the slow test: I R_ss plus the fitted extra (diffusion) part; with the SOC
+    factors ``f`` (series resistance) and ``g`` (RC resistances), (nS,) rows for scalar ``dyn``
+    values or (nT, nS) tables for (nT,) ones, per SOC: I ((R0_chg + R0_dis)/2 F + (R1 + R2) G) + p_extra."""
+    if f is None:
+        return i_slow_a * r_steady(dyn) + dyn["p_extra_v"]
+    col = (lambda a: a) if np.ndim(dyn["r1_ohm"]) == 0 else (lambda a: np.asarray(a)[:, None])  # noqa: E731
+    r0 = col(0.5 * (dyn["r0_chg_ohm"] + dyn["r0_dis_ohm"]))
+    rc = col(dyn["r1_ohm"] + dyn["r2_ohm"])
+    return i_slow_a * (r0 * np.asarray(f) + rc * np.asarray(g)) + col(dyn["p_extra_v"])
 
 
 def _round_list(a, digits: int) -> list:
@@ -63,8 +70,11 @@ class FitResult:
 def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: list[str | Path],
                 capacity_ah: float, eta_chg: float, datasheet: str | Path, dsoc: float = 0.01,
                 iterations: int = 1, i_sign_a: float | None = None, fit_offset: bool = False,
-                log=print) -> FitResult:
-    """Fit a whole cell profile (module docstring); ``log`` receives progress lines."""
+                rc_soc: bool = False, log=print) -> FitResult:
+    """Fit a whole cell profile (module docstring); ``log`` receives progress lines. With
+    ``rc_soc`` the RC resistances' SOC factor G is fitted too and the slow curves are read with
+    the SOC-dependent polarisation ``I R_ss(z)`` (:func:`p_slow`); without it G = 1 and the slow
+    test's polarisation is ``I R_ss`` at the reference SOC (the profiles shipped so far)."""
     info, limits = load_datasheet(datasheet)
     if not capacity_ah > 0 or not 0.8 <= eta_chg <= 1.0:
         raise ValueError(f"capacity_ah must be > 0 and eta in [0.8, 1], got {capacity_ah}, {eta_chg}")
@@ -93,21 +103,29 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
                 guess.update({k: fits_prev[len(fits)].values[k] for k in dynamic.RECORD_KEYS})
 
             def rows_fn(v, j=j):
-                return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a), eta_chg)
+                if not rc_soc:
+                    return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a), eta_chg)
+                f, g = rsoc.factor_row(curves.soc, v), rsoc.factor_row(curves.soc, v, rsoc.RC_KEYS)
+                return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a, f, g), eta_chg)
 
-            f = dynamic.fit_drive(rec, curves.soc, rows_fn, guess, capacity_ah, eta_chg, i_sign, fit_offset=fit_offset)
+            f = dynamic.fit_drive(rec, curves.soc, rows_fn, guess, capacity_ah, eta_chg, i_sign, fit_offset=fit_offset,
+                                  zero=() if rc_soc else rsoc.RC_KEYS)
             log(f"  pass {it + 1}: {Path(rec.path).name} at {f.temp_c:g} C: RMSE {1e3 * f.rmse_v:.2f} mV "
                 f"({f.n_eval} evaluations)")
             fits.append(f)
         fitted = {k: np.array([f.values[k] for f in fits]) for k in dynamic.FIT_KEYS if k not in dynamic.RECORD_KEYS}
         rsoc.fill_uncovered(fit_t, fitted, [rsoc.covered(rec, capacity_ah) for rec in records])
         dyn = temperature.extend(fit_t, fitted, temps, half_gap)
-    ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], p_slow(dyn, i_slow_a), eta_chg)
+    f_tab = rsoc.factor_table(curves.soc, dyn)
+    g_tab = rsoc.factor_table(curves.soc, dyn, rsoc.RC_KEYS)
+    p_tab = p_slow(dyn, i_slow_a, f_tab, g_tab) if rc_soc else p_slow(dyn, i_slow_a)
+    ocv_v, hyst_v = ocv.ocv_hyst(curves, dyn["gamma"], dyn["m0_v"], p_tab, eta_chg)
     p_extra = dyn.pop("p_extra_v")
-    d_rsoc = {k: dyn.pop(k) for k in rsoc.KEYS}
+    d_rsoc = {k: dyn.pop(k) for k in rsoc.ALL_KEYS}
     prof = Profile(name=name, path=Path(f"{name}.toml"), chemistry=info["chemistry"], capacity_ah=capacity_ah,
                    eta_chg=eta_chg, limits=limits, soc=curves.soc, temp_c=temps,
-                   tables={"ocv_v": ocv_v, "hyst_v": hyst_v, "r0_soc_factor": rsoc.factor_table(curves.soc, d_rsoc),
+                   tables={"ocv_v": ocv_v, "hyst_v": hyst_v, "r0_soc_factor": f_tab,
+                           **({"rc_soc_factor": g_tab} if rc_soc else {}),
                            **dyn}, source=info["source"], i_sign_a=i_sign)
     p = to_params(prof)
     scores = [dynamic.score(p, rec, f.values) for rec, f in zip(records, fits)]
@@ -134,11 +152,16 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
         "r0_soc_knots": rsoc.KNOTS.tolist(),
         "r0_soc_factor_at_knots": [_round_list(np.exp(rsoc.ln_knots({k: d_rsoc[k][t] for k in rsoc.KEYS})), 4)
                                    for t in range(temps.size)],
-        "r0_soc_covered": {Path(rec.path).name: [k for k, c in rsoc.covered(rec, capacity_ah).items() if c]
-                           for rec in records},
+        "r0_soc_covered": {Path(rec.path).name: [k for k, c in rsoc.covered(rec, capacity_ah).items()
+                                                 if c and k in rsoc.KEYS] for rec in records},
         "slow_polarisation_extra_mv": _round_list(1e3 * p_extra, 2),
         "slow_polarisation_total_mv": _round_list(1e3 * (p_extra + i_slow_a * r_steady(dyn)), 2),
         "rmse_soc_le_0.97_mv": {Path(s.path).name: round(1e3 * s.rmse_fit_v, 3) for s in scores},
         "max_abs_mv": {Path(s.path).name: round(1e3 * s.max_abs_v, 2) for s in scores},
     }
+    if rc_soc:
+        prof.fit["rc_soc_method"] = rsoc.RC_METHOD_TEXT
+        prof.fit["rc_soc_factor_at_knots"] = [
+            _round_list(np.exp(rsoc.ln_knots({k: d_rsoc[k][t] for k in rsoc.RC_KEYS}, rsoc.RC_KEYS)), 4)
+            for t in range(temps.size)]
     return FitResult(prof, scores, records)

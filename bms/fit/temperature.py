@@ -3,13 +3,13 @@ temperatures that have drive-cycle data.
 
 * At a drive-cycle temperature: the fitted value.
 * Between two of them: Arrhenius interpolation, ``ln p`` linear in ``1/T`` (kelvin), between
-  the neighbours (``m0``, the slow-test extra polarisation and the log-increments of the R0 SOC
-  factor, i.e. ``ln F``, linear in ``1/T``; they may be 0).
+  the neighbours (``m0``, the slow-test extra polarisation and the log-increments of the R0 and
+  RC SOC factors, i.e. ``ln F`` and ``ln G``, linear in ``1/T``; they may be 0).
 * Below the coldest one: held at the coldest value (no extrapolation into the cold).
 * Above the warmest one (``T_w``): resistances (and the slow-test extra polarisation) follow ``p(T) = p(T_w) exp(B_HOT (1/T - 1/T_w))``
   with ``B_HOT = ln(1.2/0.8) / (1/298.15 - 1/318.15) = 1923 K``: the data README's apparent 1 s
   resistance of the Winston cell, ~1.2 mOhm at 25 C and ~0.8 mOhm at 45 C; time constants,
-  ``gamma`` and the R0 SOC factor's shape are held at ``T_w``; ``m0`` scales with the slow curves' mid-SOC half-gap
+  ``gamma`` and the SOC factors' shapes are held at ``T_w``; ``m0`` scales with the slow curves' mid-SOC half-gap
   ``m0(T) = m0(T_w) g(T) / g(T_w)`` (the hysteresis measured at that temperature).
 * Everything clamped to :data:`bms.fit.dynamic.BOUNDS`.
 """
@@ -25,9 +25,9 @@ KELVIN = 273.15
 #: activation temperature (K) of the resistances above the warmest drive-cycle temperature
 B_HOT_K = float(np.log(1.2 / 0.8) / (1.0 / 298.15 - 1.0 / 318.15))
 RESISTIVE = ("r0_chg_ohm", "r0_dis_ohm", "r1_ohm", "r2_ohm", "p_extra_v")
-HELD_HOT = ("tau1_s", "tau2_s", "gamma") + rsoc.KEYS
+HELD_HOT = ("tau1_s", "tau2_s", "gamma") + rsoc.ALL_KEYS
 #: linear (not log) in 1/T between drive temperatures: may be 0
-LINEAR_T = ("m0_v", "p_extra_v") + rsoc.KEYS
+LINEAR_T = ("m0_v", "p_extra_v") + rsoc.ALL_KEYS
 
 RULE_TEXT = (
     "at drive-cycle temperatures: fitted; between them: ln(p) linear in 1/T (m0, p_extra and ln F of the R0 SOC factor linear in 1/T); "

@@ -5,6 +5,8 @@ Sign convention: current is positive in charge. Per cell c (state columns in
 
     OCV part      E_c = OCV(z, T) + M(z, T) h + M0(T) s + b1 v1 + b2 v2
     resistance    R_c = f(T, z) R0(T, sign) + R1 (1 - b1) + R2 (1 - b2)
+                  (R1, R2 from the coefficient cache: Arrhenius in T times the profile's RC SOC
+                   factor G(T, z) at the last refresh, hil.pack.thermal.refresh_cache)
     terminal      v_c = E_c + R_c i        (the exact step-mean voltage of the 2RC circuit:
                                             b_k = tau_k (1 - a_k) / dt, a_k = exp(-dt / tau_k))
     SOC           z'  = z + (eta(i) i - I_sd(T) - G_short OCV) dt / Q_c

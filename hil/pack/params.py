@@ -12,7 +12,8 @@ interpolated as ``ln R`` linear in ``1/T`` (Arrhenius between the profile's grid
 extrapolated with the edge segment's activation energy up to ``t_extrap_k`` beyond the grid);
 R0 follows the profile's SOC factor ``F(T, z)`` (``r0_soc_factor``, the estimator's own) times an
 edge factor ``1 + lo exp(-z / w_lo) + hi exp(-(1 - z) / w_hi)`` that grows near empty and full,
-beyond the drive data the profile was fitted on (``rsoc`` (nT, nS) holds the product); beyond the SOC table the OCV goes on
+beyond the drive data the profile was fitted on (``rsoc`` (nT, nS) holds the product); R1 and R2
+follow the profile's RC SOC factor ``G(T, z)`` (``rc_soc_factor``, table ``rcsoc``); beyond the SOC table the OCV goes on
 with the slope ``ocv_edge_slope_v`` (over-discharge collapses, over-charge rises); self-discharge follows Arrhenius
 with activation energy ``self_discharge_ea_j_mol``.
 """
@@ -24,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bms.profile import Profile, r0_soc_factor
+from bms.profile import RC_SOC_KEY, Profile, r0_soc_factor
 from hil.pack.layout import NS, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT
 
 R_GAS = 8.314462618  # J/(mol K)
@@ -125,6 +126,7 @@ class PackModelParams(NamedTuple):
     gamma: np.ndarray
     m0_v: np.ndarray
     rsoc: np.ndarray  # (nT, nS) R0 factor over (T, SOC): profile F(T, z) x edge factor
+    rcsoc: np.ndarray  # (nT, nS) R1, R2 factor over (T, SOC): profile G(T, z)
     ocv_edge_slope_v: float  # OCV continues with this slope beyond the SOC grid (V per unit SOC)
     eta_chg: float
     # geometry
@@ -354,7 +356,7 @@ def build_params(profile: Profile, geometry: PackGeometry | None = None, spread:
         ln_r0c=_ln(tab["r0_chg_ohm"]), ln_r0d=_ln(tab["r0_dis_ohm"]),
         ln_r1=_ln(tab["r1_ohm"]), ln_r2=_ln(tab["r2_ohm"]),
         tau1_s=f64(tab["tau1_s"]), tau2_s=f64(tab["tau2_s"]), gamma=f64(tab["gamma"]), m0_v=f64(tab["m0_v"]),
-        rsoc=f64(rsoc), ocv_edge_slope_v=float(g.ocv_edge_slope_v), eta_chg=float(profile.eta_chg),
+        rsoc=f64(rsoc), rcsoc=f64(r0_soc_factor(profile, RC_SOC_KEY)), ocv_edge_slope_v=float(g.ocv_edge_slope_v), eta_chg=float(profile.eta_chg),
         n_series=int(g.n_series), n_parallel=int(g.n_parallel),
         cap_as=f64(cap_as), inv_cap_as=f64(1.0 / cap_as), r_scale=f64(r_scale), gam_scale=f64(gam_scale),
         sd_a25=f64(sd_a25),

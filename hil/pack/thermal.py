@@ -13,9 +13,11 @@ import math
 
 import numba as nb
 
+from bms.model import bilinear, grid_bracket
+
 from hil.pack.layout import (
     A_Q_AMB, A_Q_COOL, C_A1, C_A2, C_B1, C_B2, C_C1, C_C2, C_GAM, C_J, C_M0, C_R0C, C_R0D, C_R1, C_R2, C_SD,
-    C_WT, IN_FLOW, IN_TAMB, IN_TCOOL, PK_NSTEP, PK_TCOOL_OUT, PK_TH_DT, X_QGEN, X_QTOT, X_T, X_V1, X_V2,
+    C_WT, IN_FLOW, IN_TAMB, IN_TCOOL, PK_NSTEP, PK_TCOOL_OUT, PK_TH_DT, X_QGEN, X_QTOT, X_T, X_V1, X_V2, X_Z,
 )
 
 T0_K = 273.15
@@ -71,7 +73,8 @@ def arrhenius(ln_tab, temp_grid, inv_grid, temp_c, extrap_k):
 @nb.njit(cache=True)
 def refresh_cache(p, x, cache, dt_s):
     """Per-cell coefficients at the cell temperature T and step ``dt_s``:
-    R0, R1, R2 = r_scale * Arrhenius(T); a_k = exp(-dt/tau_k(T)); b_k = tau_k (1 - a_k) / dt;
+    R0, R1, R2 = r_scale * Arrhenius(T), R1 and R2 times G(T, z) at the cell's SOC now (the
+    profile's RC SOC factor, held until the next refresh); a_k = exp(-dt/tau_k(T)); b_k = tau_k (1 - a_k) / dt;
     C_k = tau_k / R_k (the change of C_k v_k^2 / 2 goes to the cell's heat);
     gamma' = gamma(T) * gam_scale / Q_as; I_sd = I_sd25 exp(-Ea/R (1/T - 1/298.15))."""
     for c in range(x.shape[0]):
@@ -82,8 +85,11 @@ def refresh_cache(p, x, cache, dt_s):
         rs = p.r_scale[c]
         cache[c, C_R0C] = rs * arrhenius(p.ln_r0c, p.temp_c, p.inv_temp_k, t, p.t_extrap_k)
         cache[c, C_R0D] = rs * arrhenius(p.ln_r0d, p.temp_c, p.inv_temp_k, t, p.t_extrap_k)
-        r1 = rs * arrhenius(p.ln_r1, p.temp_c, p.inv_temp_k, t, p.t_extrap_k)
-        r2 = rs * arrhenius(p.ln_r2, p.temp_c, p.inv_temp_k, t, p.t_extrap_k)
+        k, ws = grid_bracket((x[c, X_Z] - p.soc0) / p.dsoc, p.rcsoc.shape[1])
+        j1 = j + 1 if p.rcsoc.shape[0] > 1 else j
+        g, _ = bilinear(p.rcsoc[j, k], p.rcsoc[j, k + 1], p.rcsoc[j1, k], p.rcsoc[j1, k + 1], ws, w)
+        r1 = rs * g * arrhenius(p.ln_r1, p.temp_c, p.inv_temp_k, t, p.t_extrap_k)
+        r2 = rs * g * arrhenius(p.ln_r2, p.temp_c, p.inv_temp_k, t, p.t_extrap_k)
         tau1 = lin(p.tau1_s, j, w)
         tau2 = lin(p.tau2_s, j, w)
         a1 = math.exp(-dt_s / tau1)
