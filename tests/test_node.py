@@ -291,3 +291,21 @@ def test_task_runs_and_overruns_are_counted_per_task():
     for k in range(50, 80):
         late.step_to(clock.set(k * late.period_s), poll=False, count_overruns=True)
     assert ov["medium"] == 3 and ov["slow"] == 0
+
+
+def test_step_runs_on_a_replaced_state():
+    """The node binds the compiled step to its arrays once; a state swapped in (a restore) is the
+    one stepped from then on, the old one is left alone."""
+    from bms import core
+    node = BmsNode(None, load_map(), clock=SimClock())
+    for k in range(1, 6):
+        node.step_to(k * node.period_s, poll=False)
+    old = node.st
+    node.st = core.new_state(node.prm)
+    old_s = old.s.copy()
+    fresh = core.new_state(node.prm)
+    for k in range(6, 9):
+        node.step_to(k * node.period_s, poll=False)
+    assert np.array_equal(old.s, old_s, equal_nan=True)
+    assert not np.array_equal(node.st.s, fresh.s, equal_nan=True)
+    assert not np.array_equal(node.st.out, fresh.out, equal_nan=True)

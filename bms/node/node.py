@@ -68,6 +68,18 @@ class BmsNode:
         self._cmu_names = self.rx.board_sources
         self._mask_of: dict | None = None   # cmu_timeout_mask() is cached for this stats.silent dict
         self._mask = 0
+        self._run = None                    # core.step bound to (st, inp, prm): see _bound_step
+        self._run_of: tuple = ()
+
+    def _bound_step(self):
+        """``core.step`` on the node's arrays through :func:`bms.core.bind` (numba's type dispatch
+        resolved once, ~9 us per call less); bound again whenever ``st``, ``inp`` or ``prm`` is
+        replaced (a restored state, a test swapping arrays)."""
+        of = self._run_of
+        if not of or of[0] is not self.st or of[1] is not self.inp or of[2] is not self.prm:
+            self._run = core.bind(self.st, self.inp, self.prm)
+            self._run_of = (self.st, self.inp, self.prm)
+        return self._run
 
     # ---- receive -------------------------------------------------------------------------
     def receive(self, frames: Iterable[can.Message], t_s: float | None = None) -> np.ndarray:
@@ -154,7 +166,7 @@ class BmsNode:
             if fresh or t_s - self.t0_s >= self.prm.pp[L.P_INIT_S]:
                 core.initialise(self.st, self.prm, inp)
                 self._initialised = True
-        core.step(self.st, inp, self.prm, dt_s)
+        self._bound_step()(dt_s)
         self.t_s = t_s
         self.stats.steps += 1
         t_done = self.clock.now_s()
