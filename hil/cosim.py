@@ -54,6 +54,7 @@ from hil.vehicle import Charger, Vcu, segment_current
 DT_S = 0.01
 TRANSPORTS = ("virtual", "virtual_plain", "direct")
 _channels = itertools.count()
+_NO_FRAMES = FrameArrays(np.zeros(0, np.int64), np.zeros((0, 8), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.bool_))
 REC_FIELDS = (
     "t_s", "state", "contactors", "k_actual", "pack_i_a", "pack_v", "bus_v", "demand_a", "i_chg_lim_a",
     "i_dis_lim_a", "soc_true_mean", "soc_true_min", "soc_true_max", "soc_bms_mean", "soc_bms_min", "soc_bms_max",
@@ -140,6 +141,8 @@ class CoSim:
             else:
                 self.buses = [can.Bus(interface="virtual", channel=ch, preserve_timestamps=True) for _ in range(2)]
         self.node = BmsNode(self.buses[0] if self.buses else None, self.smap, clock=self.clock)
+        if transport == "direct":
+            self.node.sent_arrays = []  # its frames as arrays (python-can frames only for a log)
         self.writers = []
         self.log_paths = []
         for pth in (log_path, blf_path):
@@ -169,8 +172,10 @@ class CoSim:
             keys, data, dlc = keys[keep], data[keep], dlc[keep]
         return FrameArrays(keys, data, dlc, np.ones(keys.shape[0], np.bool_)), None
 
-    def _exchange(self, plant: FrameArrays, plant_msgs: list[can.Message] | None, t: float) -> list[can.Message]:
-        """Plant frames to the BMS node, its step(s), its frames back (python-can frames)."""
+    def _exchange(self, plant: FrameArrays, plant_msgs: list[can.Message] | None,
+                  t: float) -> tuple[FrameArrays, list[can.Message] | None]:
+        """Plant frames to the BMS node, its step(s), its frames back: as arrays, and as python-can
+        frames (``None`` in the direct transport unless a log needs them)."""
         node = self.node
         if self.transport == "direct":
             if plant_msgs is None:
@@ -178,8 +183,15 @@ class CoSim:
             else:
                 node.receive(plant_msgs, t)
             node.step_to(t, poll=False)
-            out, node.sent = node.sent, []
-            return out
+            sent, node.sent_arrays = node.sent_arrays, []
+            if not sent:
+                return _NO_FRAMES, ([] if self.writers else None)
+            msgs = [m for ts, *a in sent for m in to_messages(*a, ts)] if self.writers else None
+            if len(sent) == 1:
+                _, keys, data, dlc = sent[0]
+            else:
+                keys, data, dlc = (np.concatenate(x) for x in list(zip(*sent))[1:])
+            return FrameArrays(keys, data, dlc, np.ones(keys.shape[0], np.bool_)), msgs
         bus = self.buses[1]
         if plant_msgs is None:
             bus.send_frames(plant.keys, plant.data, plant.dlc, t)
@@ -188,11 +200,11 @@ class CoSim:
                 bus.send(f)
         node.step_to(t)
         if self.transport == "virtual":
-            return bus.recv_all()
+            return bus.recv_all_arrays()
         out = []
         while (m := bus.recv(timeout=0.0)) is not None:
             out.append(m)
-        return out
+        return to_arrays(out), out
 
     def run(self, progress: Callable[[float, float], None] | None = None) -> RunResult:
         scn, model, pack, vcu, chg, node, inj = self.scn, self.model, self.pack, self.vcu, self.charger, self.node, self.inj
@@ -232,14 +244,14 @@ class CoSim:
             # ---- plant physics and frames
             pack.step(t, dt)
             plant, plant_msgs = self._plant_frames(t, bus_v)
-            bms_frames = self._exchange(plant, plant_msgs, t)
-            if bms_frames:
-                a = to_arrays(bms_frames)
+            a, bms_frames = self._exchange(plant, plant_msgs, t)
+            n_bms = a.keys.shape[0]
+            if n_bms:
                 if not a.data_frame.all():
                     a = FrameArrays(*(x[a.data_frame] for x in a))
                 pack.on_arrays(a.keys, a.data, a.dlc)
                 self.view.feed_arrays(a.keys, a.data, a.dlc, t)
-            frames += plant.keys.shape[0] + len(bms_frames)
+            frames += plant.keys.shape[0] + n_bms
             if writers:
                 for w in writers:
                     for m in plant_msgs:

@@ -90,6 +90,53 @@ def test_recv_all_honours_filters_and_bounded_queues(channel):
         tx.shutdown()
 
 
+def _same(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a, b)) and [x.dtype for x in a] == [y.dtype for y in b]
+
+
+def test_recv_all_arrays_equal_to_arrays_of_the_frames(channel):
+    """The arrays a LockstepBus hands over with its frames are exactly to_arrays of those frames,
+    whether they came along from the sending LockstepBus's batches or were rebuilt (a frame from
+    python-can's own bus in between, frames already taken one by one, a filter)."""
+    rx, tx = LockstepBus(channel=channel), LockstepBus(channel=channel)
+    plain = can.Bus(interface="virtual", channel=channel)
+    filtered = LockstepBus(channel=channel, can_filters=[{"can_id": 0x100, "can_mask": 0x7FF}])
+    rng = np.random.default_rng(1)
+
+    def batch(n):
+        keys = np.where(rng.random(n) < 0.5, rng.integers(0, 0x800, n), rng.integers(0, 1 << 29, n) | EXTENDED_FLAG)
+        keys[0] = 0x100
+        return keys.astype(np.int64), rng.integers(0, 256, (n, 8)).astype(np.uint8), rng.integers(0, 9, n)
+
+    try:
+        for case in ("one", "two", "plain_between", "taken_one", "empty"):
+            if case != "empty":
+                tx.send_frames(*batch(5), 1.0)
+            if case == "two":
+                tx.send_frames(*batch(3), 1.0)
+            if case == "plain_between":
+                plain.send(can.Message(arbitration_id=0x55, data=b"\x01", is_extended_id=False))
+                tx.send_frames(*batch(2), 1.0)
+            if case == "taken_one":
+                assert rx.recv(timeout=0.0) is not None
+            a, msgs = rx.recv_all_arrays()
+            assert len(msgs) == {"one": 5, "two": 8, "plain_between": 8, "taken_one": 4, "empty": 0}[case]
+            assert _same(a, to_arrays(msgs)), case
+            # payload bytes past the DLC are zero, as in to_arrays, though the sender's were not
+            assert all(not a.data[j, a.dlc[j]:].any() for j in range(len(msgs)))
+            fa, fm = filtered.recv_all_arrays()
+            assert [m.arbitration_id for m in fm] == [0x100] * len(fm) and _same(fa, to_arrays(fm))
+            plain_got = []
+            while (m := plain.recv(timeout=0.0)) is not None:
+                plain_got.append(m)
+            sent_n = {"one": 5, "two": 8, "plain_between": 7, "taken_one": 5, "empty": 0}[case]
+            assert len(plain_got) == sent_n  # python-can's own bus got every LockstepBus frame too
+            assert [bytes(m.data) for m in plain_got[-2:]] == [bytes(m.data) for m in msgs[-2:]]
+    finally:
+        for b in (rx, tx, plain, filtered):
+            b.shutdown()
+
+
 def test_rows_of():
     c = FrameCodec(["BMS_State", "BMS_Pack", "VCU_Request"])
     keys = np.array([c.msg_keys[2], 0x7FF, c.msg_keys[0], c.msg_keys[2]], np.int64)

@@ -58,6 +58,25 @@ def to_messages(keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float)
 
 
 @nb.njit(cache=True)
+def _padded_copy(keys, data, dlc, keys_out, data_out, dlc_out):
+    """keys_out = keys, dlc_out = dlc, data_out[j, c] = data[j, c] for c < dlc[j], else 0."""
+    for j in range(keys.shape[0]):
+        keys_out[j] = keys[j]
+        dlc_out[j] = dlc[j]
+        for c in range(CAN_MAX_DLC):
+            data_out[j, c] = data[j, c] if c < dlc[j] else 0
+
+
+def padded_copy(keys: np.ndarray, data: np.ndarray, dlc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A copy of classic frames' arrays (``data`` (n, 8), ``0 <= dlc <= 8``) as :func:`to_arrays`
+    gives them for the same frames: keys int64, payload bytes past the DLC zeroed, dlc int64."""
+    n = keys.shape[0]
+    out = (np.empty(n, np.int64), np.empty((n, CAN_MAX_DLC), np.uint8), np.empty(n, np.int64))
+    _padded_copy(keys, data, dlc, *out)
+    return out
+
+
+@nb.njit(cache=True)
 def rows_of(keys, msg_keys, rows):
     """rows[j] = the index of keys[j] in the sorted ``msg_keys`` (a codec's), -1 if absent; returns
     how many were found."""

@@ -12,13 +12,23 @@ dominates everything else:
 * :meth:`send_frames` sends a whole batch of encoded frames given as arrays: one ``Message`` is
   constructed per frame and receiver, and each receiving queue takes the batch under one lock;
 * :meth:`recv_all` takes every frame queued now (non-blocking) in one call, through the bus's
-  filters (the loop of ``recv(timeout=0)`` it replaces costs a lock round trip per frame).
+  filters (the loop of ``recv(timeout=0)`` it replaces costs a lock round trip per frame);
+* :meth:`recv_all_arrays` does the same and also returns the frames as the codec's arrays. When
+  the frames taken are exactly batches that a :class:`LockstepBus` of this process sent with
+  :meth:`send_frames` (checked frame by frame by identity: the very ``Message`` objects that
+  batch put in this queue, in order, nothing else between them), the sender's arrays come along
+  with them instead of being rebuilt from the messages (:func:`bms.can.frames.to_arrays`, the
+  largest cost per frame after the messages' construction); anything else -- a frame from
+  another kind of bus, a filter, frames already taken one by one -- is converted as usual.
 
 The frames are real python-can frames on a python-can channel; nothing is bypassed.
 """
 
 from __future__ import annotations
 
+import operator
+import queue
+import time
 import queue
 import time
 from typing import Any
@@ -28,16 +38,26 @@ import numpy as np
 from can.interfaces.virtual import VirtualBus
 
 from bms.can.codec import EXTENDED_FLAG
+from bms.can.frames import CAN_MAX_DLC, FrameArrays, padded_copy, to_arrays
+
+_MAX_BATCHES = 256  # batch records kept on a queue that is read otherwise (recv): beyond, dropped
 
 
 class LockstepBus(VirtualBus):
-    """A :class:`VirtualBus` with cheap copies, :meth:`send_frames` and :meth:`recv_all`."""
+    """A :class:`VirtualBus` with cheap copies, :meth:`send_frames`, :meth:`recv_all` and
+    :meth:`recv_all_arrays`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (messages, arrays) of each batch send_frames put in this bus's queue (under its mutex)
+        self.queue.lockstep_batches = []  # type: ignore[attr-defined]
 
     def _stamp(self, t_s: float | None) -> float:
         return t_s if (self.preserve_timestamps and t_s is not None) else time.time()
 
-    def _deliver(self, frames_for: Any, n: int, timeout: float | None) -> None:
-        """Put ``frames_for(is_rx)`` (a list of n fresh messages) into every receiving queue."""
+    def _deliver(self, frames_for: Any, n: int, timeout: float | None, arrays: FrameArrays | None = None) -> None:
+        """Put ``frames_for(is_rx)`` (a list of n fresh messages) into every receiving queue (a
+        LockstepBus's queue also records the batch with its ``arrays``, if given)."""
         all_sent = True
         for q in self.channel:
             if q is self.queue and not self.receive_own_messages:
@@ -54,6 +74,11 @@ class LockstepBus(VirtualBus):
                 q.queue.extend(msgs)
                 q.unfinished_tasks += n
                 q.not_empty.notify(n)
+                batches = getattr(q, "lockstep_batches", None)
+                if batches is not None and arrays is not None:
+                    if len(batches) >= _MAX_BATCHES:
+                        batches.clear()
+                    batches.append((msgs, arrays))
         if not all_sent:
             raise can.CanOperationError("Could not send message to one or more recipients")
 
@@ -83,23 +108,62 @@ class LockstepBus(VirtualBus):
         raw = np.ascontiguousarray(data, np.uint8).tobytes()
         w = data.shape[1]
         keys_l, dlc_l = keys.tolist(), dlc.tolist()
+        # the batch's arrays for a receiving LockstepBus (as to_arrays of the messages would give them)
+        arrays = None
+        if w == CAN_MAX_DLC and 0 <= min(dlc_l) and max(dlc_l) <= CAN_MAX_DLC:
+            arrays = FrameArrays(*padded_copy(keys, data, dlc), np.ones(n, np.bool_))
 
         def make(is_rx: bool) -> list[can.Message]:
             Msg, ext = can.Message, EXTENDED_FLAG
             return [Msg(timestamp=ts, arbitration_id=k & ~ext, is_extended_id=k >= ext, channel=ch, dlc=d,
                         data=raw[j * w:j * w + d], is_rx=is_rx) for j, (k, d) in enumerate(zip(keys_l, dlc_l))]
 
-        self._deliver(make, n, timeout)
+        self._deliver(make, n, timeout, arrays)
         return n
 
-    def recv_all(self) -> list[can.Message]:
-        """Every frame queued now, in order, that passes the bus's filters (non-blocking)."""
+    def _take(self) -> tuple[list[can.Message], list]:
         self._check_if_open()
         q = self.queue
         with q.mutex:
             msgs = list(q.queue)
             q.queue.clear()
+            batches = list(q.lockstep_batches)
+            q.lockstep_batches.clear()
             q.not_full.notify_all()
+        return msgs, batches
+
+    def recv_all(self) -> list[can.Message]:
+        """Every frame queued now, in order, that passes the bus's filters (non-blocking)."""
+        msgs, _ = self._take()
         if self._filters is None:
             return msgs
         return [m for m in msgs if self._matches_filters(m)]
+
+    def recv_all_arrays(self) -> tuple[FrameArrays, list[can.Message]]:
+        """As :meth:`recv_all`, with the frames also as arrays (:class:`bms.can.frames.FrameArrays`,
+        the same as ``to_arrays`` of the messages; see the module docstring). The arrays may be
+        shared with other receivers of the same batch: read them, do not modify them."""
+        msgs, batches = self._take()
+        if self._filters is not None:
+            msgs = [m for m in msgs if self._matches_filters(m)]
+            return to_arrays(msgs), msgs
+        a = _batched_arrays(msgs, batches)
+        return (to_arrays(msgs) if a is None else a), msgs
+
+
+def _batched_arrays(msgs: list[can.Message], batches: list) -> FrameArrays | None:
+    """The arrays of ``msgs`` if they are exactly the recorded batches' messages, in order."""
+    if not batches:
+        return None
+    j, parts = 0, []
+    for sent, arrays in batches:
+        n = len(sent)
+        if j + n > len(msgs) or not all(map(operator.is_, msgs[j:j + n], sent)):
+            return None
+        parts.append(arrays)
+        j += n
+    if j != len(msgs):
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return FrameArrays(*(np.concatenate(x) for x in zip(*parts)))

@@ -23,7 +23,7 @@ import numpy as np
 
 from bms import core
 from bms import layout as L
-from bms.can.frames import to_messages
+from bms.can.frames import padded_copy, to_messages
 from bms.can.socketbatch import SocketBatch
 from bms.contactors import MAINS
 from bms.diag_table import FAULTS
@@ -63,6 +63,9 @@ class BmsNode:
         self.service_reset = False         # a service tool asks to clear persistent faults
         self.shutdown_requested = False
         self.sent: list[can.Message] = []  # frames "sent" when the node has no bus (offline use)
+        # or, when set to a list: the frames sent without a bus as (t_s, keys, data, dlc) batches
+        # (bms.can.frames arrays, as to_arrays of ``sent`` would give them) instead of in ``sent``
+        self.sent_arrays: list[tuple] | None = None
         self._initialised = state is not None
         self._heard: set[str] = set()
         self._cmu_names = self.rx.board_sources
@@ -110,16 +113,17 @@ class BmsNode:
             keys, data, dlc, ok, _ = self._sock.recv_arrays(max_frames)
             self.receive_arrays(keys, data, dlc, t_s, ok)
             return int(keys.shape[0])
-        recv_all = getattr(self.bus, "recv_all", None)  # bms.can.vbus.LockstepBus: one call for the batch
-        if recv_all is not None:
-            frames = recv_all()
-        else:
-            frames = []
-            while len(frames) < max_frames:
-                msg = self.bus.recv(timeout=0.0)
-                if msg is None:
-                    break
-                frames.append(msg)
+        recv_all_arrays = getattr(self.bus, "recv_all_arrays", None)  # bms.can.vbus.LockstepBus: the batch at once
+        if recv_all_arrays is not None:
+            a, frames = recv_all_arrays()
+            self.receive_arrays(a.keys, a.data, a.dlc, t_s, a.data_frame)
+            return len(frames)
+        frames = []
+        while len(frames) < max_frames:
+            msg = self.bus.recv(timeout=0.0)
+            if msg is None:
+                break
+            frames.append(msg)
         self.receive(frames, t_s)
         return len(frames)
 
@@ -205,7 +209,10 @@ class BmsNode:
         if n == 0:
             return 0
         if self.bus is None:
-            self.sent += to_messages(keys, data, dlc, t_s)
+            if self.sent_arrays is not None:
+                self.sent_arrays.append((t_s, *padded_copy(keys, data, dlc)))
+            else:
+                self.sent += to_messages(keys, data, dlc, t_s)
             return n
         if self._sock is not None:  # SocketCAN: the batch in one system call
             try:
