@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bms.can.codec import EXTENDED_FLAG, FrameCodec
-from bms.can.frames import rows_of, to_arrays, to_messages
+from bms.can.frames import data_messages, rows_of, to_arrays, to_messages
 from bms.can.schedule import due_kernel
 from bms.can.vbus import LockstepBus
 
@@ -135,6 +135,22 @@ def test_recv_all_arrays_equal_to_arrays_of_the_frames(channel):
     finally:
         for b in (rx, tx, plain, filtered):
             b.shutdown()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0x1FFFFFFF), st.booleans(), st.integers(0, 8)), max_size=10),
+       st.sampled_from([None, "ch-1", 3]), st.booleans())
+def test_data_messages_are_what_the_constructor_gives(frames, channel, is_rx):
+    keys = [(i | EXTENDED_FLAG) if ext else i & 0x7FF for i, ext, _ in frames]
+    dlc = [d for _, _, d in frames]
+    raw = bytes(range(256))[:8 * len(frames)]
+    got = data_messages(keys, dlc, raw, 8, 2.5, channel, is_rx)
+    want = [can.Message(timestamp=2.5, arbitration_id=k & ~EXTENDED_FLAG, is_extended_id=k >= EXTENDED_FLAG,
+                        channel=channel, dlc=d, data=raw[8 * j:8 * j + d], is_rx=is_rx)
+            for j, (k, d) in enumerate(zip(keys, dlc))]
+    fields = [f for f in can.Message.__slots__ if f != "__weakref__"]
+    assert [[getattr(m, f) for f in fields] for m in got] == [[getattr(m, f) for f in fields] for m in want]
+    assert all(type(m.data) is bytearray for m in got)
 
 
 def test_rows_of():

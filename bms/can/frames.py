@@ -52,9 +52,43 @@ def to_messages(keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float)
     """python-can frames of arrays (classic data frames stamped ``t_s``)."""
     raw = data.tobytes()
     width = data.shape[1] if data.ndim == 2 else CAN_MAX_DLC
-    return [can.Message(timestamp=t_s, arbitration_id=k & ~EXTENDED_FLAG, is_extended_id=k >= EXTENDED_FLAG,
-                        data=raw[j * width:j * width + n], dlc=n)
-            for j, (k, n) in enumerate(zip(keys.tolist(), dlc.tolist()))]
+    return data_messages(keys.tolist(), dlc.tolist(), raw, width, t_s, None, True)
+
+
+_MESSAGE_FIELDS = frozenset(can.Message.__slots__) - {"__weakref__"}
+_FIELDS_KNOWN = _MESSAGE_FIELDS == {
+    "arbitration_id", "bitrate_switch", "channel", "data", "dlc", "error_state_indicator", "is_error_frame",
+    "is_extended_id", "is_fd", "is_remote_frame", "is_rx", "timestamp"}
+
+
+def data_messages(keys: list[int], dlc: list[int], raw: bytes, width: int, ts: float, channel: object,
+                  is_rx: bool) -> list[can.Message]:
+    """python-can classic data frames ``j``: arbitration ID and extended flag of ``keys[j]``, payload
+    ``raw[j * width:][:dlc[j]]``, stamped ``ts`` -- the very objects ``can.Message(timestamp=ts,
+    arbitration_id=..., is_extended_id=..., channel=channel, dlc=..., data=..., is_rx=is_rx)``
+    gives, with every field set directly (about 3x cheaper than the keyword call, the largest
+    cost per frame of the virtual bus). Falls back to the constructor if python-can's Message
+    has fields other than the ones known here."""
+    Msg, ext = can.Message, EXTENDED_FLAG
+    if not _FIELDS_KNOWN:  # pragma: no cover - another python-can version
+        return [Msg(timestamp=ts, arbitration_id=k & ~ext, is_extended_id=k >= ext, channel=channel, dlc=d,
+                    data=raw[j * width:j * width + d], is_rx=is_rx) for j, (k, d) in enumerate(zip(keys, dlc))]
+    new = Msg.__new__
+    out = []
+    j = 0
+    for k, d in zip(keys, dlc):
+        m = new(Msg)
+        m.timestamp = ts
+        m.arbitration_id = k & ~ext
+        m.is_extended_id = k >= ext
+        m.is_remote_frame = m.is_error_frame = m.is_fd = m.bitrate_switch = m.error_state_indicator = False
+        m.channel = channel
+        m.is_rx = is_rx
+        m.data = bytearray(raw[j:j + d])
+        m.dlc = d
+        out.append(m)
+        j += width
+    return out
 
 
 @nb.njit(cache=True)

@@ -38,7 +38,7 @@ import numpy as np
 from can.interfaces.virtual import VirtualBus
 
 from bms.can.codec import EXTENDED_FLAG
-from bms.can.frames import CAN_MAX_DLC, FrameArrays, padded_copy, to_arrays
+from bms.can.frames import CAN_MAX_DLC, FrameArrays, data_messages, padded_copy, to_arrays
 
 _MAX_BATCHES = 256  # batch records kept on a queue that is read otherwise (recv): beyond, dropped
 
@@ -114,9 +114,7 @@ class LockstepBus(VirtualBus):
             arrays = FrameArrays(*padded_copy(keys, data, dlc), np.ones(n, np.bool_))
 
         def make(is_rx: bool) -> list[can.Message]:
-            Msg, ext = can.Message, EXTENDED_FLAG
-            return [Msg(timestamp=ts, arbitration_id=k & ~ext, is_extended_id=k >= ext, channel=ch, dlc=d,
-                        data=raw[j * w:j * w + d], is_rx=is_rx) for j, (k, d) in enumerate(zip(keys_l, dlc_l))]
+            return data_messages(keys_l, dlc_l, raw, w, ts, ch, is_rx)
 
         self._deliver(make, n, timeout, arrays)
         return n
