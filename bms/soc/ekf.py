@@ -270,14 +270,7 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
                 j = int(x[c, IC_J])
                 wt = x[c, IC_W]
                 j1 = j if one_t else j + 1
-                uu = (x[c, IZ] - soc0) * inv_dsoc
-                if uu <= 0.0:
-                    kk, ws = 0, 0.0
-                elif uu >= ns - 1:
-                    kk, ws = ns - 2, 1.0
-                else:
-                    kk = int(uu)
-                    ws = uu - kk
+                kk, ws = grid_bracket((x[c, IZ] - soc0) * inv_dsoc, ns)
                 # bilinear OCV(z,T), M(z,T), F(z,T) and their SOC-segment slopes blended over T
                 ocv, docv = bilinear(ocv_t[j, kk], ocv_t[j, kk + 1], ocv_t[j1, kk], ocv_t[j1, kk + 1], ws, wt)
                 m, dm = bilinear(hyst_t[j, kk], hyst_t[j, kk + 1], hyst_t[j1, kk], hyst_t[j1, kk + 1], ws, wt)
