@@ -27,9 +27,9 @@ import numpy as np
 
 from bms.profile import RC_SOC_KEY, Profile, r0_soc_factor
 from hil.pack.layout import NS, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT
+from hil.pack.thermal import T0_K
 
 R_GAS = 8.314462618  # J/(mol K)
-T0_K = 273.15
 
 
 @dataclass(frozen=True)
