@@ -5,8 +5,9 @@ from candump's time stamps: period and jitter (|period - DBC cycle time|) of the
 100 ms cyclic frames, p50 / p99 / max over the run, and the time from the injected fault (board
 3 silent, at the pack simulator's injection instant on the same clock) to the first state frame
 commanding the contactors open.
-Both python-can's ``virtual`` bus (the programs as threads of this process, on the host) and
-SocketCAN are measured. ``BMS_BENCH_RUNS`` (default 1) runs each; figures are medians over runs.
+Measured: python-can's ``virtual`` bus (the programs as threads of this process, on the host),
+SocketCAN at normal priority, and SocketCAN with the BMS and the pack under ``SCHED_FIFO``
+(``--rt-priority``, as ``chrt -f`` on a bench; needs root, which the user-mode Linux guest is). ``BMS_BENCH_RUNS`` (default 1) runs each; figures are medians over runs.
 Baseline: the DBC cycle time for periods, the 2 ms target for p99 jitter. Also reported: the
 BMS steps run late, the CPU seconds per second of the BMS, the pack and the recorder while the
 scenario runs, how busy the machine was (inside user-mode Linux: the guest's one CPU), and the
@@ -46,7 +47,11 @@ def measure(out: Path, smap) -> dict:
             **{f"cpu_{k}": cpu[k] / wall for k in ("bms", "pack", "record") if k in cpu}}
 
 
+RT_PRIORITY = 50   # the SCHED_FIFO variant: the BMS at 50, the pack at 49 (bms run/pack --rt-priority)
+
+
 def _one(backend: str, smap) -> tuple[dict | None, str]:
+    rt = ["--rt-priority", str(RT_PRIORITY)] if backend == "socketcan_fifo" else []
     with tempfile.TemporaryDirectory(prefix="bms-bench-rt-") as d:
         if backend == "virtual":
             from hil.benchrun import run_bench
@@ -56,7 +61,7 @@ def _one(backend: str, smap) -> tuple[dict | None, str]:
         from hil.benchrun import warm_caches
 
         warm_caches()  # the guest loads numba's cache instead of compiling
-        r = run_on_vcan([sys.executable, "-m", "hil.benchrun", d, "--timeout-s", "200"], timeout_s=240, cwd=ROOT)
+        r = run_on_vcan([sys.executable, "-m", "hil.benchrun", d, "--timeout-s", "200", *rt], timeout_s=240, cwd=ROOT)
         if r.returncode != 0 or not (Path(d) / "pack.json").exists():
             print(r.output[-3000:], file=sys.stderr)
             return None, r.backend
@@ -67,7 +72,7 @@ def run() -> dict:
     smap = load_map()
     load0 = os.getloadavg()[0]
     out = {}
-    for backend in ("virtual", "socketcan"):
+    for backend in ("virtual", "socketcan", "socketcan_fifo"):
         runs, where = [], "?"
         for _ in range(int(os.environ.get("BMS_BENCH_RUNS", "1"))):
             m, where = _one(backend, smap)
@@ -100,7 +105,7 @@ def run() -> dict:
                                             note=f"BMS steps run late; {len(runs)} run(s), scenario verdicts passed in "
                                                  f"{sum(r['passed'] for r in runs)}")
         out[f"{tag}_bms_late_steps_pct"] = figure(med(lambda r: r["late_pct"]), "%")
-        if backend == "socketcan":
+        if backend.startswith("socketcan"):
             out[f"{tag}_cpu_busy_pct"] = figure(med(lambda r: r["busy_pct"]), "%",
                                                 note=f"CPU busy while the scenario ran ({where}: "
                                                      f"{'the guest' if where == 'uml' else 'the host'})")

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError) as exc:  # configuration / data errors: clear message, no traceback
+    except (ValueError, FileNotFoundError, PermissionError) as exc:  # configuration / data / permission errors: clear message, no traceback
         print(f"bms {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return int(rc or 0)

@@ -207,14 +207,18 @@ def _cpu_use(a: dict, b: dict) -> dict:
 
 
 def run_bench(out_dir: str | Path, interface: str = "socketcan", channel: str = "vcan0",
-              scenario: str = "bench_short", timeout_s: float = 240.0) -> dict:
-    """Run the topology once (see module docstring); returns what ``bench.json`` holds."""
+              scenario: str = "bench_short", timeout_s: float = 240.0, rt_priority: int | None = None) -> dict:
+    """Run the topology once (see module docstring); returns what ``bench.json`` holds.
+    ``rt_priority``: the BMS runs under ``SCHED_FIFO`` at it and the pack one below
+    (``--rt-priority``; separate processes only), as on a bench with ``chrt``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     scn = load_scenario(scenario)
     smap = load_map(scn.map)
     py = [sys.executable, "-m", "bms.cli"]
     bus_args = ["-i", interface, "-c", channel]
+    rt_bms, rt_pack = ([], []) if rt_priority is None or interface != "socketcan" else (
+        ["--rt-priority", str(rt_priority)], ["--rt-priority", str(rt_priority - 1)])
     side = _Side(interface, channel, out)
     watch = can.Bus(interface=interface, channel=channel)
     t_deadline = time.monotonic() + timeout_s
@@ -275,13 +279,13 @@ def run_bench(out_dir: str | Path, interface: str = "socketcan", channel: str = 
     try:
         # the pack first (as in a vehicle: the BMS wakes up to a pack that talks); it holds the
         # scenario at its start until the BMS's first state frame
-        side.start("pack", py + ["pack", *bus_args, "--scenario", scenario, "--wait-for-bms", "-q",
+        side.start("pack", py + ["pack", *bus_args, "--scenario", scenario, "--wait-for-bms", "-q", *rt_pack,
                                  "--result-json", str(out / "pack.json")])
         while last_vcu["t"] is None and time.monotonic() < t_deadline:
             pump(time.monotonic() + 0.2)
             if not side.running("pack"):
                 raise RuntimeError(f"bms pack ended before sending anything (see {out}/pack.err)")
-        side.start("bms", py + ["run", *bus_args, "--pack", "heavy_duty_192s", "-q", "--stats-json", str(out / "bms.json")])
+        side.start("bms", py + ["run", *bus_args, "--pack", "heavy_duty_192s", "-q", *rt_bms, "--stats-json", str(out / "bms.json")])
         while not states and time.monotonic() < t_deadline:  # the BMS is up
             pump(time.monotonic() + 0.2)
             if not side.running("bms"):
@@ -340,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-c", "--channel", default="vcan0")
     ap.add_argument("--scenario", default="bench_short")
     ap.add_argument("--timeout-s", type=float, default=240.0)
+    ap.add_argument("--rt-priority", type=int, default=None, metavar="PRIO",
+                    help="SCHED_FIFO: the BMS at PRIO, the pack at PRIO-1 (socketcan only)")
     a = ap.parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    r = run_bench(a.out_dir, a.interface, a.channel, a.scenario, a.timeout_s)
+    r = run_bench(a.out_dir, a.interface, a.channel, a.scenario, a.timeout_s, a.rt_priority)
     print(json.dumps({k: r[k] for k in ("rc", "injections")}, indent=1))
     return 0
 

@@ -31,6 +31,8 @@ from pathlib import Path
 def register(sub) -> None:
     import can.cli
 
+    from bms.commands._realtime import add_rt_argument
+
     p = sub.add_parser("pack", help="run the pack simulator (with VCU / charger) on a CAN bus (real time)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", required=True, help="scenario name (hil/scenarios) or TOML path")
@@ -51,11 +53,13 @@ def register(sub) -> None:
     p.add_argument("--can-config", type=Path, default=None, metavar="FILE", help="python-can config file")
     p.add_argument("--can-context", default=None, metavar="SECTION", help="section of the config file")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary table")
+    add_rt_argument(p)
     can.cli.add_bus_arguments(p, group_title="CAN bus (python-can)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from bms.commands._realtime import apply_rt_priority
     from bms.commands._signals import StopOnSignals
     from bms.commands.run import _bus
     from bms.node import WallClock
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         scn = dataclasses.replace(scn, map=args.map)
     warm_up(scn)  # numba compile / cache load before real time starts
     plant = Plant(scn, vcu=args.vcu, wait_for_bms=args.wait_for_bms)
+    sched = apply_rt_priority(args.rt_priority)   # after compiling: real time starts here
     bus = _bus(args)
     wall0 = time.perf_counter()
     try:
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)
             d = figures(res)
         d.update(loop=loop, frames_sent=plant.frames_out, frames_received=plant.frames_in,
-                 stopped_by_signal=stop.flag, fault_wall_time=plant.fault_wall,
+                 stopped_by_signal=stop.flag, fault_wall_time=plant.fault_wall, sched=sched,
                  events=[list(e) for e in res.events])
         args.result_json.write_text(json.dumps(d, indent=1, default=float))
     if not args.quiet:

@@ -27,6 +27,8 @@ RCVBUF_BYTES = 8 << 20
 def register(sub) -> None:
     import can.cli
 
+    from bms.commands._realtime import add_rt_argument
+
     p = sub.add_parser("record", help="record a CAN bus to .log / .asc / .blf (rotation by size)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="file; the suffix sets the format")
@@ -41,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--can-config", type=Path, default=None, metavar="FILE", help="python-can config file")
     p.add_argument("--can-context", default=None, metavar="SECTION", help="section of the config file")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    add_rt_argument(p)
     can.cli.add_bus_arguments(p, group_title="CAN bus (python-can)")
     p.set_defaults(func=run)
 
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import can
 
     from bms.can.socketbatch import SocketBatch
+    from bms.commands._realtime import apply_rt_priority
     from bms.commands._signals import StopOnSignals
     from bms.commands.run import _bus
 
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_bytes < 0 or not args.flush_s > 0:
         raise ValueError("--max-bytes must be >= 0 and --flush-s > 0")
     out.parent.mkdir(parents=True, exist_ok=True)
+    apply_rt_priority(args.rt_priority)
     bus = _bus(args)
     logger = can.SizedRotatingLogger(str(out), max_bytes=args.max_bytes) if args.max_bytes else can.Logger(str(out))
     if out.suffix.lower() == ".blf":

@@ -21,6 +21,8 @@ from pathlib import Path
 def register(sub) -> None:
     import can.cli
 
+    from bms.commands._realtime import add_rt_argument
+
     p = sub.add_parser("run", help="run the BMS node on a CAN bus (real time)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pack", default=None, help="pack name or TOML (default: the map's pack)")
@@ -33,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--can-config", type=Path, default=None, metavar="FILE", help="python-can config file")
     p.add_argument("--can-context", default=None, metavar="SECTION", help="section of the config file")
     p.add_argument("--stats-json", type=Path, default=None, metavar="FILE", help="write the node statistics here at exit")
+    add_rt_argument(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--status", dest="status", action="store_true", default=True, help="live status line (default)")
     g.add_argument("-q", "--quiet", dest="status", action="store_false", help="no status line")
@@ -61,6 +64,7 @@ def _bus(args):
 
 def run(args: argparse.Namespace) -> int:
     from bms import core
+    from bms.commands._realtime import apply_rt_priority
     from bms.commands._signals import StopOnSignals
     from bms.node import BmsNode, WallClock, status_line
     from bms.node.node import warm_up
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     state = None
     if args.state is not None and args.state.is_file():
         state = core.load_state(smap.pack.params(), args.state)
+    sched = apply_rt_priority(args.rt_priority)   # after compiling: real time starts here
     bus = _bus(args)
     stop = StopOnSignals().install()
     tty = sys.stderr.isatty()
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if args.state is not None:
             core.save_state(node.st, args.state)
         if args.stats_json is not None:
-            args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status()},
+            args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status(), "sched": sched},
                                                   indent=1, default=float))
     finally:
         stop.restore()
