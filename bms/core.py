@@ -10,15 +10,14 @@ compiled call per fast-task tick, running the fast / medium / slow tasks on thei
     run = core.bind(st, inp, prm); run(dt_s)   # the same without numba's per-call dispatch
 
 Array layouts (Inputs, State, outputs Y_*, parameters P_*): :mod:`bms.layout`.
-Persistent state (deep-discharge and other persistent latches, fault memory, SOC, capacity)
-is saved with :func:`save_state` and restored with :func:`load_state`.
+Persistent state (deep-discharge and other persistent latches, fault memory, SOC, capacity,
+the self-discharge check's reference): :mod:`bms.statefile`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numba as nb
 import numpy as np
@@ -36,7 +35,6 @@ from bms.soc import estimator
 from bms.soc.layout import ICAP, IZ
 from bms.soc.pack import pack_soc_step
 
-STATE_FORMAT = 1
 SOC_DISPLAY_K_RATE = 1.5  # displayed SOC may move 1.5x as fast as the coulomb rate
 
 
@@ -282,42 +280,3 @@ def outputs(st: State) -> dict:
     d["warnings"] = [f.name for f in FAULTS if int(st.out[L.Y_WARN_BITS]) >> f.id & 1]
     d["bleed"] = st.bleed.copy()
     return d
-
-
-def save_state(st: State, path: str | Path) -> Path:
-    """Write the persistent part of the state (.npz): latches of persistent faults (e.g. deep
-    discharge), fault memory (occurrence counts), estimator state (SOC, capacity, ...)."""
-    path = Path(path)
-    persist = np.array([f.persistent for f in FAULTS])
-    with path.open("wb") as fh:
-        np.savez(fh, format=STATE_FORMAT, fault_names=np.array([f.name for f in FAULTS]),
-                 latched=np.where(persist, st.fst[:, L.FS_LATCHED], 0.0),
-                 latched_crit=np.where(persist, st.fst[:, L.FS_LATCHED_CRIT], 0.0),
-                 count=st.fst[:, L.FS_COUNT], x=st.x, P=st.P, soc_display=st.s[L.S_SOC_DISPLAY])
-    return path
-
-
-def load_state(prm: PackParams, path: str | Path) -> State:
-    """A power-up state (INIT) carrying the saved persistent part; raises ValueError naming the
-    file if it does not belong to this pack or firmware."""
-    path = Path(path)
-    st = new_state(prm)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a saved BMS state ({exc})") from None
-    if int(data.get("format", -1)) != STATE_FORMAT:
-        raise ValueError(f"{path}: state format {data.get('format')} (expected {STATE_FORMAT})")
-    names = [str(n) for n in data["fault_names"]]
-    if names != [f.name for f in FAULTS]:
-        raise ValueError(f"{path}: saved fault table does not match this firmware's")
-    if data["x"].shape != st.x.shape or data["P"].shape != st.P.shape:
-        raise ValueError(f"{path}: saved estimator state has shape {data['x'].shape}, this pack needs {st.x.shape}")
-    st.fst[:, L.FS_LATCHED] = data["latched"]
-    st.fst[:, L.FS_LATCHED_CRIT] = data["latched_crit"]
-    st.fst[:, L.FS_COUNT] = data["count"]
-    st.x[:] = data["x"]
-    st.P[:] = data["P"]
-    st.s[L.S_SOC_DISPLAY] = float(data["soc_display"])
-    return st

@@ -92,34 +92,6 @@ def test_non_finite_inputs_give_defined_reactions():
     assert np.isfinite(r2.st.x[:, IZ]).all()
 
 
-def test_save_and_restore_persistent_state(tmp_path):
-    r = Rig()
-    r.close(L.REQ_DRIVE)
-    r.i_load_a = -200.0
-    r.step(n=30)
-    r.st.fst[L.F_CELL_OV, L.FS_COUNT] = 4.0
-    path = core.save_state(r.st, tmp_path / "s.npz")
-    st2 = core.load_state(r.prm, path)
-    np.testing.assert_array_equal(st2.x, r.st.x)
-    np.testing.assert_array_equal(st2.P, r.st.P)
-    np.testing.assert_array_equal(st2.fst[:, L.FS_COUNT], r.st.fst[:, L.FS_COUNT])
-    assert st2.s[L.S_STATE] == L.ST_INIT and st2.s[L.S_CONTACTORS] == 0
-    assert st2.s[L.S_SOC_DISPLAY] == r.st.s[L.S_SOC_DISPLAY]
-
-
-def test_restore_rejects_foreign_files(tmp_path):
-    prm = params()
-    bad = tmp_path / "junk.npz"
-    bad.write_bytes(b"not a state")
-    with pytest.raises(ValueError, match="junk.npz"):
-        core.load_state(prm, bad)
-    small = params()
-    st_small = core.new_state(small)._replace(x=np.zeros((10, core.new_state(small).x.shape[1])))
-    path = core.save_state(st_small, tmp_path / "small.npz")
-    with pytest.raises(ValueError, match="shape"):
-        core.load_state(prm, path)
-
-
 @given(
     charge=st.booleans(),
     base_v=st.floats(3.22, 3.36),

@@ -281,14 +281,14 @@ def test_non_critical_fault_never_opens_above_break_current():
 
 
 def test_deep_discharge_survives_restart(tmp_path):
-    from bms import core
+    from bms.statefile import load_state, save_state
 
     r, apply, clear = _prepare("CELL_DEEP_DISCHARGE")
     apply(r)
     _detect(r, T.BY_NAME["CELL_DEEP_DISCHARGE"], L.SEV_FAULT, 20.0)
-    path = core.save_state(r.st, tmp_path / "bms_state.npz")
+    path = save_state(r.st, tmp_path / "bms_state.npz")
     r2 = Rig(prm=r.prm)
-    r2.st = core.load_state(r.prm, path)
+    r2.st = load_state(r.prm, path)
     r2.step(n=20)  # healthy voltages after the restart
     assert r2.st.fst[L.F_CELL_DEEP_DISCHARGE, L.FS_SEV] == L.SEV_FAULT
     assert r2.state == L.ST_ERROR

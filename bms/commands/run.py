@@ -63,18 +63,18 @@ def _bus(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bms import core
     from bms.commands._realtime import apply_rt_priority
     from bms.commands._signals import StopOnSignals
     from bms.node import BmsNode, WallClock, status_line
     from bms.node.node import warm_up
     from bms.signal_map import load_map
+    from bms.statefile import load_state, save_state
 
     smap = load_map(args.map, pack=args.pack)
     warm_up(smap)  # numba compile before real time starts
     state = None
     if args.state is not None and args.state.is_file():
-        state = core.load_state(smap.pack.params(), args.state)
+        state = load_state(smap.pack.params(), args.state)
     sched = apply_rt_priority(args.rt_priority)   # after compiling: real time starts here
     bus = _bus(args)
     stop = StopOnSignals().install()
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             show(node.status())
             sys.stderr.write("\n")
         if args.state is not None:
-            core.save_state(node.st, args.state)
+            save_state(node.st, args.state, rested=opened)   # rests from now on if the contactors opened
         if args.stats_json is not None:
             args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status(), "sched": sched},
                                                   indent=1, default=float))
