@@ -11,8 +11,10 @@ Temperature dependence is richer than the estimator's table interpolation: resis
 interpolated as ``ln R`` linear in ``1/T`` (Arrhenius between the profile's grid points, and
 extrapolated with the edge segment's activation energy up to ``t_extrap_k`` beyond the grid);
 R0 follows the profile's SOC factor ``F(T, z)`` (``r0_soc_factor``, the estimator's own) times an
-edge factor ``1 + lo exp(-z / w_lo) + hi exp(-(1 - z) / w_hi)`` that grows near empty and full,
-beyond the drive data the profile was fitted on (``rsoc`` (nT, nS) holds the product); R1 and R2
+edge factor that grows near empty and full, beyond the drive data the profile was fitted on
+(``1 + lo e(z, w_lo, z_lo) + hi e(1 - z, w_hi, 1 - z_hi)``, :func:`_edge_rise`: 1 inside the
+knots ``[z_lo, z_hi]`` of the profile's fitted factor, rising to ``1 + lo`` at SOC 0 and
+``1 + hi`` at SOC 1) (``rsoc`` (nT, nS) holds the product); R1 and R2
 follow the profile's RC SOC factor ``G(T, z)`` (``rc_soc_factor``, table ``rcsoc``); beyond the SOC table the OCV goes on
 with the slope ``ocv_edge_slope_v`` (over-discharge collapses, over-charge rises); self-discharge follows Arrhenius
 with activation energy ``self_discharge_ea_j_mol``.
@@ -20,6 +22,7 @@ with activation energy ``self_discharge_ea_j_mol``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -306,6 +309,19 @@ def _sensor_table(g: PackGeometry, sp: SensorSpec, n_ts: int, rng: np.random.Gen
     return np.ascontiguousarray(np.vstack(rows))
 
 
+def _edge_rise(d, gain, width, d_data):
+    """Edge term of the R0 SOC factor at distance ``d`` from an SOC end (z or 1 - z):
+    ``gain (e^(-d/w) - e^(-d0/w)) / (1 - e^(-d0/w))`` for d < d0, 0 beyond, where d0 is where the
+    profile's fitted SOC factor ends (its outermost knot; F is held flat outside it): ``gain`` at
+    the end, 0 where the fitted data begins, so the pack adds resistance only beyond the data and
+    never double-counts the rise that F already measured. ``gain e^(-d/w)`` when d0 = 0."""
+    e = np.exp(-np.asarray(d, dtype=np.float64) / width)
+    if d_data > 0.0:
+        e0 = math.exp(-d_data / width)
+        e = np.clip((e - e0) / (1.0 - e0), 0.0, None)
+    return gain * e
+
+
 def build_params(profile: Profile, geometry: PackGeometry | None = None, spread: PackSpread | None = None,
                  sensors: SensorSpec | None = None, seed: int = 0) -> PackModelParams:
     """Pack parameters for ``geometry`` built of ``profile`` cells with a seeded ``spread``."""
@@ -319,8 +335,9 @@ def build_params(profile: Profile, geometry: PackGeometry | None = None, spread:
     f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
 
     soc = f64(profile.soc)
-    edge = 1.0 + g.r_soc_lo_gain * np.exp(-soc / g.r_soc_lo_width) \
-        + g.r_soc_hi_gain * np.exp(-(1.0 - soc) / g.r_soc_hi_width)
+    knots = profile.fit.get("r0_soc_knots") or [0.0, 1.0]  # SOC range the profile's F was fitted on
+    edge = 1.0 + _edge_rise(soc, g.r_soc_lo_gain, g.r_soc_lo_width, float(knots[0])) \
+        + _edge_rise(1.0 - soc, g.r_soc_hi_gain, g.r_soc_hi_width, 1.0 - float(knots[-1]))
     rsoc = r0_soc_factor(profile) * edge[None, :]
 
     cap_as = 3600.0 * profile.capacity_ah * _positive_spread(rng, n, s.capacity_rel_sd)
