@@ -14,7 +14,7 @@ from bms.signal_map import load_map
 from hil.cosim import CoSim, build_model
 from hil.pack import IN_I_A, PK_VBUS, X_Z, pack_step
 from hil.pack.ready import precharge_and_close
-from hil.scenario import load_scenario, shipped_names
+from hil.scenario import END_VERDICTS, load_scenario, shipped_names
 
 V_CELL_NOMINAL = 3.2  # W -> A for power duty cycles (LFP plateau)
 SOC_FLOOR = 0.05      # a scenario's drive must not need the pack below this
@@ -96,3 +96,53 @@ def test_fast_charge_delivers_what_an_ideal_cccv_charger_would():
     assert z[0] == pytest.approx(z0, abs=1e-3)
     assert z[-1] - z[0] >= 0.95 * (z1 - z0), (z[-1] - z[0], z1 - z0)
     assert z1 - z0 > 0.05   # ~1C: the plant does charge
+
+
+# ---- the long scenarios whole, with every verdict, on hil.timescale's 10x coarser schedule ----
+# The suite's shortened runs (test_scenarios.py, 30 s) drop the end-of-run verdicts and never
+# reach the SOC range where a long duty ends, so a failure at full length went unseen. At
+# time_scale 10 cell frames come every second, as often as the slow task's SOC estimator runs,
+# and the SOC error matches the full-rate run (yard_tractor_8h_shift: 1.46 % at 10x over 8 h,
+# 1.18 % at 1x over the first hour; 20x pairs voltages ~1 s older than the current and is not
+# honest). Fault scenarios are not run this way: their latency verdicts count samples of the
+# 10x schedule. Not run here, with the reason:
+NOT_AT_10X = {
+    "overnight_rest_balancing": "8 h of rest (~90 s of CPU at 10x) and balancing pauses every 1 s for a "
+                                "0.2 s measurement window, shorter than the 10x medium task",
+    "cold_morning_start": "at -15 degC the resistances are ~7x those at 25 degC and 1 s cell frames pair "
+                          "voltages with currents R dI apart: 59 % SOC error at 10x, 17.5 % (limit 20) at "
+                          "full rate, whole, 51 s of CPU",
+}
+# Known to fail at full length too (measured, not a 10x artefact): kept here, strict, so that the
+# fix shows up as an XPASS failure and the failure stays visible meanwhile.
+KNOWN_FAILING = {
+    "city_bus_route": "SOC error 4.97 % at 10x, 5.27 % at full rate (limit 2.5): single cells' EKFs are held "
+                      "at the upper knee (estimate ~0.97, true 0.22 after 2 h) by their own resistance and "
+                      "RC mismatch against the nominal model; their current-offset state runs to its 0.05C bound",
+}
+
+
+def long_plain_scenarios() -> list[str]:
+    from test_scenarios import ELSEWHERE, LONGER, MAX_S
+    out = []
+    for name in shipped_names():
+        scn = load_scenario(name)
+        if (scn.duration_s > LONGER.get(name, MAX_S) and not scn.faults and scn.time_scale == 1
+                and name not in ELSEWHERE and name not in NOT_AT_10X):
+            out.append(name)
+    return out
+
+
+def test_long_scenarios_found():
+    assert {"city_bus_route", "fast_charge_20min", "yard_tractor_shift"} <= set(long_plain_scenarios())
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILING[n]))
+                                  if n in KNOWN_FAILING else n for n in long_plain_scenarios()])
+def test_long_scenario_whole_at_10x_passes_every_verdict(name):
+    scn = replace(load_scenario(name), time_scale=10)
+    res = CoSim(scn, "direct").run()
+    assert res.sim_s == pytest.approx(scn.duration_s, abs=0.2)
+    end = {k for k, v in scn.verdicts.items() if k in END_VERDICTS and v is not False}
+    assert {v.name for v in res.verdicts} >= end   # the end-of-run verdicts the 30 s cut drops
+    assert res.passed, [v for v in res.verdicts if not v.ok]
