@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 
 import can
+import numba as nb
 import numpy as np
 
+from bms.bound import bind
 from bms.can.codec import FrameCodec
-from bms.can.e2e import batch_arrays, check_batch
-from bms.can.frames import rows_of, to_arrays
+from bms.can.e2e import batch_arrays, decode_checked
+from bms.can.frames import to_arrays
 from bms.signal_map import SignalMap
 
 
@@ -28,6 +30,10 @@ class BmsView:
         self.inv = {q: s for s, q in smap.out_signals.items()}
         self.bad_crc = 0
         self._qslot: dict[str, int] = {}
+        c, b = self.codec, self.buf
+        self._decode = bind(decode_checked, c.msg_keys, c.msg_i, c.sig_i, c.sig_mask, c.sig_f, self.ids, self.crc_bytes,
+                            b.value, b.raw, b.valid, b.time_s,
+                            free=(nb.int64[::1], nb.uint8[:, ::1], nb.int64[::1], nb.float64))
 
     def feed(self, frames: list[can.Message], t_s: float) -> None:
         if frames:
@@ -36,20 +42,12 @@ class BmsView:
             self.feed_arrays(a.keys[ok], a.data[ok], a.dlc[ok], t_s)
 
     def feed_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float) -> None:
-        """As :meth:`feed` on frames given as arrays (classic data frames)."""
-        n = keys.shape[0]
-        rows = np.empty(n, np.int64)
-        found = rows_of(keys, self.codec.msg_keys, rows)
-        if found == 0:
-            return
-        if found < n:
-            sel = rows >= 0
-            keys, data, dlc, rows = keys[sel], np.ascontiguousarray(data[sel]), dlc[sel], rows[sel]
-        ok = np.zeros(found, np.bool_)
-        if check_batch(data, self.ids[rows], self.crc_bytes[rows], self.lengths[rows], ok):
-            self.bad_crc += int(found - np.count_nonzero(ok))
-            keys, data, dlc = keys[ok], np.ascontiguousarray(data[ok]), dlc[ok]
-        self.codec.decode(keys, data, self.buf, dlc, np.full(keys.shape[0], t_s))
+        """As :meth:`feed` on frames given as arrays (classic data frames): one kernel call
+        (:func:`bms.can.e2e.decode_checked`)."""
+        if data.shape != (keys.shape[0], 8):
+            raise ValueError(f"data must be of shape ({keys.shape[0]}, 8), got {data.shape}")
+        self.bad_crc += self._decode(np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(data, np.uint8),
+                                     np.ascontiguousarray(dlc, np.int64), float(t_s))
 
     def signal(self, name: str) -> float:
         s = self.codec.slot(name)

@@ -36,7 +36,7 @@ import numpy as np
 
 from bms import layout as L
 from bms.can.codec import EXTENDED_FLAG
-from bms.can.frames import FrameArrays, to_arrays, to_messages
+from bms.can.frames import FrameArrays, all_data, to_arrays, to_messages
 from bms.can.vbus import LockstepBus
 from bms.diag_table import FAULTS
 from bms.node import BmsNode, SimClock
@@ -170,7 +170,7 @@ class CoSim:
         if inj.drop:  # silent senders (by arbitration ID)
             keep = ~np.isin(keys & ~EXTENDED_FLAG, np.fromiter(inj.drop, np.int64))
             keys, data, dlc = keys[keep], data[keep], dlc[keep]
-        return FrameArrays(keys, data, dlc, np.ones(keys.shape[0], np.bool_)), None
+        return FrameArrays(keys, data, dlc, all_data(keys.shape[0])), None
 
     def _exchange(self, plant: FrameArrays, plant_msgs: list[can.Message] | None,
                   t: float) -> tuple[FrameArrays, list[can.Message] | None]:
@@ -191,7 +191,7 @@ class CoSim:
                 _, keys, data, dlc = sent[0]
             else:
                 keys, data, dlc = (np.concatenate(x) for x in list(zip(*sent))[1:])
-            return FrameArrays(keys, data, dlc, np.ones(keys.shape[0], np.bool_)), msgs
+            return FrameArrays(keys, data, dlc, all_data(keys.shape[0])), msgs
         bus = self.buses[1]
         if plant_msgs is None:
             bus.send_frames(plant.keys, plant.data, plant.dlc, t)
@@ -289,7 +289,7 @@ class CoSim:
             for f in inj.specs:  # contactors already open when the fault came: open at once
                 if f.t_on is not None and f.t_open is None and cmd & (L.K_NEG | L.K_POS | L.K_PRE) == 0:
                     f.t_open = t
-            if model.bleed.any():
+            if pack.bleeding:
                 bleed_ticks += 1
             if k % rec_every == 0:
                 self._record(rec, t, state, cmd, fbits, out, seg_i)

@@ -20,17 +20,19 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import can
+import numba as nb
 import numpy as np
 
-from bms.can import _kernels as K
-from bms.can.codec import ST_OK, FrameCodec
+from bms.bound import bind
+from bms.can.codec import FrameCodec
 from bms.can.dbc import cycle_time_s
 from bms.can.frames import to_arrays, to_messages
-from bms.can.schedule import due_kernel
+from bms.can.schedule import Plan
 from bms.node.rx import counter_signal
 from bms.signal_map import SignalMap
 from hil.pack import IN_K0, K_NEG, K_POS, K_PRE, PK_IPACK, PK_KFB0, PK_VBUS, PK_VPACK, X_T, X_Z
 from hil.pack.bound import bind_sensors, bind_step
+from hil.pack.frames import commands_kernel, plant_frames_kernel
 
 
 class PackModel(NamedTuple):
@@ -45,6 +47,11 @@ class PackModel(NamedTuple):
 
 ISENSE_KEYS = ("pack_i_a", "pack_v", "bus_v", "fb_neg", "fb_pre", "fb_pos")  # signal-map scalars the sensor sends
 _CMD_QTY = {"contactor_neg_cmd": K_NEG, "contactor_pre_cmd": K_PRE, "contactor_pos_cmd": K_POS}
+
+
+def _pairs(rows) -> np.ndarray:
+    """(n, 2) int64 index pairs (for the frame kernel's fill tables)."""
+    return np.array(rows, np.int64).reshape(-1, 2)
 
 
 class PackNode:
@@ -66,11 +73,10 @@ class PackNode:
         self.board_of = {m: b for b, ms in enumerate(self.board_msgs) for m in ms}
         # schedule as arrays: one entry per message (the due set is found without a Python loop)
         self.names = names
-        self.plans = []
+        self.plan = Plan(c, names, e2e=False)
         period, ctr_slot, ctr_mod = [], [], []
         for name in names:
             msg = c.messages[c.row(name)]
-            self.plans.append(c.cycle_plan([name])[:2])
             ctr = counter_signal(msg)
             period.append(cycle_time_s(msg))
             ctr_slot.append(c.slot(ctr) if ctr else -1)
@@ -81,9 +87,7 @@ class PackNode:
         self.ctr_mod = np.array(ctr_mod, np.int64)
         self.counter = np.zeros(len(names), np.int64)
         self.is_board = np.array([n in self.board_of for n in names], np.bool_)
-        self._batches: dict[bytes, tuple] = {}
         self._due = np.zeros(len(names), np.bool_)
-        self._none = (np.zeros(0, np.int64), np.zeros((0, 8), np.uint8), np.zeros(0, np.int64))
         self.cell_slots = c.slots(r.signal for r in smap.cells)
         self.temp_slots = c.slots(r.signal for r in smap.temps)
         self.s_i, self.s_pv, self.s_bv = (c.slot(sc[k].signal) for k in ("pack_i_a", "pack_v", "bus_v"))
@@ -111,7 +115,6 @@ class PackNode:
         self.tmp_slots = np.array([t for _, t in self.status_slots if t is not None], np.int64)
         self.cpb = pk.cells_per_board
         self.tpb = pk.temps_per_board
-        self.bit_w = (1 << np.arange(self.cpb)).astype(np.float64)
         # commands from the BMS: contactor bits of its state message, bleed masks
         inv = {q: s for s, q in smap.out_signals.items()}
         cmd_sigs = {k: inv[q] for q, k in _CMD_QTY.items() if q in inv}
@@ -122,10 +125,15 @@ class PackNode:
         self.rx_keys = set(int(k) for k in self.rx.msg_keys)
         self.cmd_slots = [(k, self.rx.slot(s)) for k, s in cmd_sigs.items()]
         self.bal_slots = [(b, self.rx.slot(s)) for b, s in enumerate(smap.bal_masks) if s]
-        self.bal_boards = np.array([b for b, _ in self.bal_slots], np.int64)
-        self.bal_slot_a = np.array([s for _, s in self.bal_slots], np.int64)
-        self.bit_i = np.arange(self.cpb, dtype=np.int64)
         self.bal_keys = {int(self.rx.msg_keys[self.rx.row(m)]) for m in bal_msgs}
+        self._frames = self._bind_frames()
+        self._bleeding = np.array([bool(model.bleed.any())])
+        r, b = self.rx, self.rx_buf
+        self._commands = bind(commands_kernel, r.msg_keys, r.msg_i, r.sig_i, r.sig_mask, r.sig_f, b.value, b.raw,
+                              b.valid, b.time_s, _pairs([(IN_K0 + k, s) for k, s in self.cmd_slots]),
+                              _pairs(self.bal_slots), np.array(sorted(self.bal_keys), np.int64), int(self.cpb),
+                              model.inp, model.bleed, self._bleeding,
+                              free=(nb.int64[::1], nb.uint8[:, ::1], nb.int64[::1]))
         self._step = bind_step(p, model.f, model.st, model.inp, model.bleed)
         self._sample = bind_sensors(p, model.f, model.st)
         self.t_sample_s = float(t0_s)
@@ -140,49 +148,27 @@ class PackNode:
         self.t_sample_s = t_s
 
     # ---- frames out --------------------------------------------------------------------------
-    def _fill(self, boards: bool) -> None:
-        m, v = self.m, self.values
-        meas = m.st.meas
-        v[self.s_i] = meas[m.p.ch_current]
-        v[self.s_pv] = meas[m.p.ch_pack_v]
-        v[self.s_bv] = meas[m.p.ch_bus_v]
-        if self.fb_slots:
-            v[self.kfb_slots] = m.st.pk[self.kfb_idx]
-        if not boards:
-            return
-        v[self.cell_slots] = meas[self.ch_cells]
-        v[self.temp_slots] = meas[self.ch_temps]
-        if self.balfb_slots.size:
-            bleed = m.bleed[:len(self.status_slots) * self.cpb].reshape(-1, self.cpb)
-            v[self.balfb_slots] = bleed[self.balfb_boards] @ self.bit_w
-        if self.tmp_slots.size:
-            v[self.tmp_slots] = m.st.ts_temp[:len(self.status_slots) * self.tpb].reshape(-1, self.tpb)[
-                self.tmp_boards].mean(axis=1)
-
-    def _batch(self, due: np.ndarray) -> tuple:
-        """Concatenated frame plan of the messages of the due mask (cached per set)."""
-        key = due.tobytes()
-        b = self._batches.get(key)
-        if b is None:
-            sel = np.flatnonzero(due)
-            rows = np.concatenate([self.plans[i][0] for i in sel])
-            b = (rows, np.concatenate([self.plans[i][1] for i in sel]), self.codec.msg_keys[rows],
-                 self.codec.msg_i[rows, K.M_LEN].copy(), np.zeros((rows.shape[0], 8), np.uint8),
-                 bool(self.is_board[sel].any()))
-            self._batches[key] = b
-        return b
+    def _bind_frames(self):
+        """:func:`hil.pack.frames.plant_frames_kernel` bound to the model's and the schedule's arrays."""
+        m, pl, c = self.m, self.plan, self.codec
+        nm = m.st.meas.shape[0]
+        fill_always = _pairs([(self.s_i, m.p.ch_current), (self.s_pv, m.p.ch_pack_v), (self.s_bv, m.p.ch_bus_v)]
+                            + [(s, nm + k) for k, s in self.fb_slots])
+        fill_board = _pairs(list(zip(self.cell_slots, self.ch_cells)) + list(zip(self.temp_slots, self.ch_temps)))
+        balfb = _pairs(list(zip(self.balfb_slots, self.balfb_boards)))
+        board_temp = _pairs(list(zip(self.tmp_slots, self.tmp_boards)))
+        return bind(plant_frames_kernel, m.st.meas, m.st.pk, m.bleed, m.st.ts_temp, fill_always, fill_board, balfb,
+                    board_temp, int(self.cpb), int(self.tpb), self.is_board, self.next_s, self.period_s, self.ctr_slot,
+                    self.ctr_mod, self.counter, self._due, self.values, pl.begin, pl.rows, pl.mux, c.msg_i, c.sig_i,
+                    c.sig_mask, c.sig_f, pl.e2e_id, pl.e2e_crc_byte, pl.keys, pl.data, pl.dlc, pl.saturated,
+                    free=(nb.float64,))
 
     def frames_due_arrays(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every frame due at ``t_s`` (each message on its DBC period), encoded in one batch:
         ``(keys, data (n, 8) uint8, dlc)``. The arrays are reused by a later call: copy to keep."""
-        if due_kernel(self.next_s, self.period_s, t_s, self.ctr_slot, self.ctr_mod, self.counter, self.values,
-                      self._due) == 0:
-            return self._none
-        rows, mux, keys, dlc, data, boards = self._batch(self._due)
-        self._fill(boards)
-        data[:] = 0
-        self.codec.encode(rows, mux, self.values, data)
-        return keys, data, dlc
+        n = self._frames(t_s)
+        pl = self.plan
+        return pl.keys[:n], pl.data[:n], pl.dlc[:n]
 
     def frames_due(self, t_s: float) -> list[can.Message]:
         """As :meth:`frames_due_arrays`, as python-can frames stamped ``t_s``."""
@@ -191,25 +177,21 @@ class PackNode:
     # ---- commands in -------------------------------------------------------------------------
     def on_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray) -> int:
         """Decode the BMS's contactor and bleed commands among frames given as arrays (classic data
-        frames; others are ignored by the decoder); returns how many were used."""
+        frames; others are ignored by the decoder); returns how many were used. One kernel call
+        (:func:`hil.pack.frames.commands_kernel`)."""
         if keys.shape[0] == 0:
             return 0
-        status = self.rx.decode(keys, data, self.rx_buf, dlc)
-        n = int(np.count_nonzero(status == ST_OK))
-        if n == 0:
-            return 0
-        b, inp = self.rx_buf, self.m.inp
-        for k, slot in self.cmd_slots:
-            if b.valid[slot]:
-                inp[IN_K0 + k] = 1.0 if b.value[slot] > 0.5 else 0.0
-        if not self.bal_keys.isdisjoint(keys.tolist()):  # balancing masks in this batch
-            ok = b.valid[self.bal_slot_a]
-            boards = self.bal_boards[ok]
-            masks = b.value[self.bal_slot_a[ok]].astype(np.int64)
-            bleed = self.m.bleed[:len(self.status_slots) * self.cpb].reshape(-1, self.cpb)
-            bleed[boards] = (masks[:, None] >> self.bit_i) & 1
+        if data.shape != (keys.shape[0], 8):
+            raise ValueError(f"data must be of shape ({keys.shape[0]}, 8), got {data.shape}")
+        n = self._commands(np.ascontiguousarray(keys, np.int64), np.ascontiguousarray(data, np.uint8),
+                           np.ascontiguousarray(dlc, np.int64))
         self.commands_seen += n
         return n
+
+    @property
+    def bleeding(self) -> bool:
+        """Some bleed resistor is on (as of the last balancing command)."""
+        return bool(self._bleeding[0])
 
     def on_frames(self, frames: list[can.Message]) -> int:
         """Decode the BMS's contactor and bleed commands among ``frames``; returns how many were used."""

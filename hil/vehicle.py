@@ -85,6 +85,8 @@ class Vcu:
         self.demand_a = 0.0           # what the load actually drew last
 
     def frames_due(self, t_s: float) -> list[can.Message]:
+        if self.tx.next_s > t_s + 1e-9:  # nothing due (the values are set when it is)
+            return []
         self.tx.set(self.s_req, self.request)
         if self.s_reset:
             self.tx.set(self.s_reset, 1.0 if self.reset else 0.0)
@@ -138,6 +140,8 @@ class Charger:
             self.i_a = 0.0
 
     def frames_due(self, t_s: float, bus_v: float) -> list[can.Message]:
+        if self.tx.next_s > t_s + 1e-9:  # nothing due (the values are set when it is)
+            return []
         if self.s_v:
             self.tx.set(self.s_v, min(max(bus_v, 0.0), 1000.0))
         if self.s_i:

@@ -69,6 +69,45 @@ def find_row(msg_keys: np.ndarray, key: int) -> int:
     return -1
 
 
+@nb.njit(cache=True, inline="always")
+def decode_frame(keys, data, dlc, j, t_j, msg_keys, msg_i, sig_i, sig_mask, sig_f,
+                 out_value, out_raw, out_valid, out_time_s) -> int:
+    """Decode frame j (stamped t_j) into the slot arrays; returns its status (see :func:`decode_batch`)."""
+    row = find_row(msg_keys, keys[j])
+    if row < 0:
+        return ST_UNKNOWN_ID
+    if dlc[j] < msg_i[row, M_LEN]:
+        return ST_BAD_DLC
+    le, be = _words(data, j)
+    b0 = msg_i[row, M_BEGIN]
+    b1 = msg_i[row, M_END]
+    mux = np.int64(-1)
+    ms = msg_i[row, M_MUXSIG]
+    if ms >= 0:
+        mux = _extract(le, be, sig_i, sig_mask, ms)
+        known = False
+        for s in range(b0, b1):
+            if sig_i[s, S_MUXVAL] == mux:
+                known = True
+                break
+        if not known:
+            return ST_UNKNOWN_MUX
+    for s in range(b0, b1):
+        mv = sig_i[s, S_MUXVAL]
+        if mv >= 0 and mv != mux:
+            continue
+        raw = _extract(le, be, sig_i, sig_mask, s)
+        slot = sig_i[s, S_SLOT]
+        out_raw[slot] = raw
+        out_value[slot] = np.float64(raw) * sig_f[s, F_SCALE] + sig_f[s, F_OFFSET]
+        ok = sig_i[s, S_RAW_LO] <= raw <= sig_i[s, S_RAW_HI]
+        if sig_i[s, S_HAS_INVALID] and raw == sig_i[s, S_INVALID]:
+            ok = False
+        out_valid[slot] = ok
+        out_time_s[slot] = t_j
+    return ST_OK
+
+
 @nb.njit(cache=True)
 def decode_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, sig_f,
                  out_value, out_raw, out_valid, out_time_s, status) -> int:
@@ -82,43 +121,10 @@ def decode_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, sig_f,
     """
     n_ok = 0
     for j in range(keys.shape[0]):
-        row = find_row(msg_keys, keys[j])
-        if row < 0:
-            status[j] = ST_UNKNOWN_ID
-            continue
-        if dlc[j] < msg_i[row, M_LEN]:
-            status[j] = ST_BAD_DLC
-            continue
-        le, be = _words(data, j)
-        b0 = msg_i[row, M_BEGIN]
-        b1 = msg_i[row, M_END]
-        mux = np.int64(-1)
-        ms = msg_i[row, M_MUXSIG]
-        if ms >= 0:
-            mux = _extract(le, be, sig_i, sig_mask, ms)
-            known = False
-            for s in range(b0, b1):
-                if sig_i[s, S_MUXVAL] == mux:
-                    known = True
-                    break
-            if not known:
-                status[j] = ST_UNKNOWN_MUX
-                continue
-        for s in range(b0, b1):
-            mv = sig_i[s, S_MUXVAL]
-            if mv >= 0 and mv != mux:
-                continue
-            raw = _extract(le, be, sig_i, sig_mask, s)
-            slot = sig_i[s, S_SLOT]
-            out_raw[slot] = raw
-            out_value[slot] = np.float64(raw) * sig_f[s, F_SCALE] + sig_f[s, F_OFFSET]
-            ok = sig_i[s, S_RAW_LO] <= raw <= sig_i[s, S_RAW_HI]
-            if sig_i[s, S_HAS_INVALID] and raw == sig_i[s, S_INVALID]:
-                ok = False
-            out_valid[slot] = ok
-            out_time_s[slot] = t_s[j]
-        status[j] = ST_OK
-        n_ok += 1
+        status[j] = decode_frame(keys, data, dlc, j, t_s[j], msg_keys, msg_i, sig_i, sig_mask, sig_f,
+                                 out_value, out_raw, out_valid, out_time_s)
+        if status[j] == ST_OK:
+            n_ok += 1
     return n_ok
 
 
@@ -142,6 +148,36 @@ def _to_raw(v: float, sig_i: np.ndarray, sig_f: np.ndarray, s: int):
     return np.int64(r), False
 
 
+@nb.njit(cache=True, inline="always")
+def encode_frame(row, mux_value, values, msg_i, sig_i, sig_mask, sig_f, out_data, j) -> int:
+    """Encode one frame of message ``row`` into out_data[j] (see :func:`encode_batch`); returns
+    the number of saturated values."""
+    if row < 0 or row >= msg_i.shape[0]:
+        raise IndexError("encode_batch: message row out of range")
+    mux = mux_value if msg_i[row, M_MUXSIG] >= 0 else np.int64(-1)
+    le = np.uint64(0)
+    be = np.uint64(0)
+    nsat = 0
+    for s in range(msg_i[row, M_BEGIN], msg_i[row, M_END]):
+        mv = sig_i[s, S_MUXVAL]
+        if mv >= 0 and mv != mux:
+            continue
+        if sig_i[s, S_IS_MUX]:
+            raw = mux
+        else:
+            raw, sat = _to_raw(values[sig_i[s, S_SLOT]], sig_i, sig_f, s)
+            if sat:
+                nsat += 1
+        u = (np.uint64(raw) & sig_mask[s]) << np.uint64(sig_i[s, S_SHIFT])
+        if sig_i[s, S_BIG]:
+            be |= u
+        else:
+            le |= u
+    for k in range(8):
+        out_data[j, k] = np.uint8(((le >> np.uint64(8 * k)) | (be >> np.uint64(56 - 8 * k))) & np.uint64(0xFF))
+    return nsat
+
+
 @nb.njit(cache=True)
 def encode_batch(rows, mux_values, values, msg_i, sig_i, sig_mask, sig_f, out_data, saturated) -> int:
     """Encode frame j of message rows[j] (multiplexer value mux_values[j]) from values[slot] into out_data[j].
@@ -152,30 +188,7 @@ def encode_batch(rows, mux_values, values, msg_i, sig_i, sig_mask, sig_f, out_da
     """
     total = 0
     for j in range(rows.shape[0]):
-        row = rows[j]
-        if row < 0 or row >= msg_i.shape[0]:
-            raise IndexError("encode_batch: message row out of range")
-        mux = mux_values[j] if msg_i[row, M_MUXSIG] >= 0 else np.int64(-1)
-        le = np.uint64(0)
-        be = np.uint64(0)
-        nsat = 0
-        for s in range(msg_i[row, M_BEGIN], msg_i[row, M_END]):
-            mv = sig_i[s, S_MUXVAL]
-            if mv >= 0 and mv != mux:
-                continue
-            if sig_i[s, S_IS_MUX]:
-                raw = mux
-            else:
-                raw, sat = _to_raw(values[sig_i[s, S_SLOT]], sig_i, sig_f, s)
-                if sat:
-                    nsat += 1
-            u = (np.uint64(raw) & sig_mask[s]) << np.uint64(sig_i[s, S_SHIFT])
-            if sig_i[s, S_BIG]:
-                be |= u
-            else:
-                le |= u
-        for k in range(8):
-            out_data[j, k] = np.uint8(((le >> np.uint64(8 * k)) | (be >> np.uint64(56 - 8 * k))) & np.uint64(0xFF))
+        nsat = encode_frame(rows[j], mux_values[j], values, msg_i, sig_i, sig_mask, sig_f, out_data, j)
         saturated[j] = nsat
         total += nsat
     return total

@@ -21,6 +21,7 @@ import numba as nb
 import numpy as np
 from cantools.database.can import Message
 
+from bms.can import _kernels as K
 from bms.can.dbc import e2e_signals
 
 CRC8_POLY = 0x1D
@@ -102,6 +103,26 @@ def check_batch(data: np.ndarray, data_ids: np.ndarray, crc_bytes: np.ndarray, l
         crc_ok[j] = ok
         if not ok:
             bad += 1
+    return bad
+
+
+@nb.njit(cache=True)
+def decode_checked(msg_keys, msg_i, sig_i, sig_mask, sig_f, data_ids, crc_bytes, value, raw, valid, time_s, keys, data,
+                   dlc, t_s) -> int:
+    """Decode, stamped t_s, the frames of known keys (row r) whose E2E CRC is right (crc_bytes[r] < 0:
+    unprotected; else data[j, crc_bytes[r]] == frame_crc(data[j], data_ids[r], crc_bytes[r],
+    msg_i[r, M_LEN])), in order (:func:`bms.can._kernels.decode_frame`); returns the number of
+    known frames with a wrong CRC (dropped)."""
+    bad = 0
+    for j in range(keys.shape[0]):
+        r = K.find_row(msg_keys, keys[j])
+        if r < 0:
+            continue
+        cb = crc_bytes[r]
+        if cb >= 0 and data[j, cb] != frame_crc(data[j], data_ids[r], cb, msg_i[r, K.M_LEN]):
+            bad += 1
+            continue
+        K.decode_frame(keys, data, dlc, j, t_s, msg_keys, msg_i, sig_i, sig_mask, sig_f, value, raw, valid, time_s)
     return bad
 
 

@@ -29,6 +29,14 @@ class FrameArrays(NamedTuple):
     data_frame: np.ndarray  # (n,) bool: a classic data frame (not error / remote / CAN FD, at most 8 bytes)
 
 
+_ALL_DATA = np.ones(1024, np.bool_)
+
+
+def all_data(n: int) -> np.ndarray:
+    """``data_frame`` of n classic data frames (all True): a shared array for n <= 1024, not to be modified."""
+    return _ALL_DATA[:n] if n <= _ALL_DATA.shape[0] else np.ones(n, np.bool_)
+
+
 def to_arrays(frames: Sequence[can.Message]) -> FrameArrays:
     """Arrays of a list of python-can frames (see module docstring)."""
     n = len(frames)

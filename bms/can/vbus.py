@@ -29,8 +29,6 @@ from __future__ import annotations
 import operator
 import queue
 import time
-import queue
-import time
 from typing import Any
 
 import can
@@ -38,7 +36,7 @@ import numpy as np
 from can.interfaces.virtual import VirtualBus
 
 from bms.can.codec import EXTENDED_FLAG
-from bms.can.frames import CAN_MAX_DLC, FrameArrays, data_messages, padded_copy, to_arrays
+from bms.can.frames import CAN_MAX_DLC, FrameArrays, all_data, data_messages, padded_copy, to_arrays
 
 _MAX_BATCHES = 256  # batch records kept on a queue that is read otherwise (recv): beyond, dropped
 
@@ -111,7 +109,7 @@ class LockstepBus(VirtualBus):
         # the batch's arrays for a receiving LockstepBus (as to_arrays of the messages would give them)
         arrays = None
         if w == CAN_MAX_DLC and 0 <= min(dlc_l) and max(dlc_l) <= CAN_MAX_DLC:
-            arrays = FrameArrays(*padded_copy(keys, data, dlc), np.ones(n, np.bool_))
+            arrays = FrameArrays(*padded_copy(keys, data, dlc), all_data(n))
 
         def make(is_rx: bool) -> list[can.Message]:
             return data_messages(keys_l, dlc_l, raw, w, ts, ch, is_rx)

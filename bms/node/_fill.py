@@ -13,6 +13,7 @@ import numba as nb
 import numpy as np
 
 from bms import layout as L
+from bms.can.schedule import due_kernel, encode_plan
 
 ORDER = (
     "state", "contactor_neg_cmd", "contactor_pre_cmd", "contactor_pos_cmd", "contactor_neg_fb", "contactor_pre_fb",
@@ -145,3 +146,17 @@ def index_table(rows: list[np.ndarray]) -> np.ndarray:
     for i, r in enumerate(rows):
         out[i, :len(r)] = r
     return out
+
+
+@nb.njit(cache=True)
+def transmit_kernel(y, u, pp, bleed, cell_v, temp_c, to_q, q, idx, v, fill_values, next_s, period_s, ctr_slot,
+                    ctr_mod, counter, due, plan_begin, plan_rows, plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id,
+                    e2e_crc_byte, keys_out, data_out, dlc_out, saturated, cmu_timeout_mask, t_s):
+    """One transmit of the node: v = :func:`fill_kernel` of the step; the messages due at ``t_s``
+    (:func:`bms.can.schedule.due_kernel`: next times, alive counters) encoded with their E2E CRC
+    (:func:`bms.can.schedule.encode_plan`) into keys_out / data_out / dlc_out[:n]; returns n."""
+    fill_kernel(y, u, pp, bleed, cell_v, temp_c, cmu_timeout_mask, to_q, q, idx, v, fill_values)
+    if due_kernel(next_s, period_s, t_s, ctr_slot, ctr_mod, counter, v, due) == 0:
+        return 0
+    return encode_plan(due, plan_begin, plan_rows, plan_mux, v, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte,
+                       keys_out, data_out, dlc_out, saturated)

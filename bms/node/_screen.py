@@ -92,3 +92,32 @@ def screen_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, ctr_sig
             prev_ctr[row, m] = c
         last_t[row, m] = t_s[j]
         verdict[j] = v
+
+
+@nb.njit(cache=True)
+def receive_kernel(msg_keys, msg_i, sig_i, sig_mask, sig_f, ctr_sig, crc_byte, data_id, strict, max_delta, prev_ctr,
+                   last_t, value, raw, valid, time_s, verdict, mux, t_buf, counts, keys, data, dlc, data_frame, t_each,
+                   t_one):
+    """Screen and decode n frames in one call: t_j = t_each[j] if t_each holds n stamps, else t_one
+    (into t_buf); verdict[j] = NOT_DATA where not data_frame[j], else :func:`screen_batch`'s; the
+    accepted frames (OK, OK_GAP) are decoded in order into value / raw / valid / time_s
+    (:func:`bms.can._kernels.decode_frame`); counts[c] += number of verdicts c. Returns the number
+    of frames not OK (code != 0)."""
+    n = keys.shape[0]
+    counts[:] = 0
+    for j in range(n):
+        t_buf[j] = t_each[j] if t_each.shape[0] == n else t_one
+        verdict[j] = S.OK if data_frame[j] else S.NOT_DATA
+    v, t = verdict[:n], t_buf[:n]
+    screen_batch(keys, data, dlc, t, msg_keys, msg_i, sig_i, sig_mask, ctr_sig, crc_byte, data_id, strict,
+                 max_delta, prev_ctr, last_t, v, mux[:n])
+    not_ok = 0
+    for j in range(n):
+        c = v[j]
+        counts[c] += 1
+        if c != S.OK:
+            not_ok += 1
+        if c == S.OK or c == S.OK_GAP:
+            K.decode_frame(keys, data, dlc, j, t[j], msg_keys, msg_i, sig_i, sig_mask, sig_f, value, raw, valid,
+                           time_s)
+    return not_ok

@@ -29,7 +29,7 @@ from bms.contactors import MAINS
 from bms.diag_table import FAULTS
 from bms.node.clock import SimClock, WallClock
 from bms.node.rx import Receiver
-from bms.node.stats import NOT_DATA, OK, NodeStats
+from bms.node.stats import NodeStats
 from bms.node.tx import Transmitter
 from bms.signal_map import DEFAULT_MAP, SignalMap, load_map
 
@@ -72,26 +72,30 @@ class BmsNode:
         self._mask_of: dict | None = None   # cmu_timeout_mask() is cached for this stats.silent dict
         self._mask = 0
         self._run = None                    # core.step bound to (st, inp, prm): see _bound_step
+        self._tx_run = None                 # the transmit kernel bound to them (and to self.tx)
         self._run_of: tuple = ()
 
     def _bound_step(self):
         """``core.step`` on the node's arrays through :func:`bms.core.bind` (numba's type dispatch
-        resolved once, ~9 us per call less); bound again whenever ``st``, ``inp`` or ``prm`` is
+        resolved once, ~9 us per call less), with the transmit kernel bound to the same arrays
+        (:meth:`bms.node.tx.Transmitter.bind`); bound again whenever ``st``, ``inp`` or ``prm`` is
         replaced (a restored state, a test swapping arrays)."""
         of = self._run_of
         if not of or of[0] is not self.st or of[1] is not self.inp or of[2] is not self.prm:
             self._run = core.bind(self.st, self.inp, self.prm)
+            self._tx_run = self.tx.bind(self.st, self.inp, self.prm)
             self._run_of = (self.st, self.inp, self.prm)
         return self._run
 
     # ---- receive -------------------------------------------------------------------------
     def receive(self, frames: Iterable[can.Message], t_s: float | None = None) -> np.ndarray:
-        """Screen and decode frames received at ``t_s`` (default: the clock's now); returns verdicts."""
+        """Screen and decode frames received at ``t_s`` (default: the clock's now); returns verdicts
+        (a view reused by the next receive: copy to keep)."""
         frames = list(frames)
         if not frames:
             return np.zeros(0, np.int8)
         v = self.rx.receive(frames, self.clock.now_s() if t_s is None else t_s)
-        self.stats.count(v)
+        self.stats.add(self.rx.counts, v.shape[0], self.rx.not_ok)
         return v
 
     def receive_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float | None = None,
@@ -100,9 +104,8 @@ class BmsNode:
         frames, or those where ``data_frame`` is True (the others are counted as not_data)."""
         if keys.shape[0] == 0:
             return np.zeros(0, np.int8)
-        verdict = None if data_frame is None else np.where(data_frame, OK, NOT_DATA).astype(np.int8)
-        v = self.rx.receive_arrays(keys, data, dlc, self.clock.now_s() if t_s is None else t_s, verdict)
-        self.stats.count(v)
+        v = self.rx.receive_arrays(keys, data, dlc, self.clock.now_s() if t_s is None else t_s, data_frame)
+        self.stats.add(self.rx.counts, v.shape[0], self.rx.not_ok)
         return v
 
     def poll_bus(self, t_s: float | None = None, max_frames: int = 100000) -> int:
@@ -202,10 +205,18 @@ class BmsNode:
         return self._mask
 
     def _transmit(self, t_s: float, only: tuple[str, ...] | None = None) -> int:
-        self.tx.fill(self.st, self.inp, self.prm, self.cmu_timeout_mask())
-        keys, data, dlc = self.tx.due_arrays(t_s, only)
+        if only is None:
+            self._bound_step()
+            n = self._tx_run(float(self.cmu_timeout_mask()), t_s)
+            if n == 0:
+                return 0
+            pl = self.tx.plan
+            keys, data, dlc = pl.keys[:n], pl.data[:n], pl.dlc[:n]
+        else:
+            self.tx.fill(self.st, self.inp, self.prm, self.cmu_timeout_mask())
+            keys, data, dlc = self.tx.due_arrays(t_s, only)
+            n = int(keys.shape[0])
         self.stats.tx_saturated = self.tx.saturated
-        n = int(keys.shape[0])
         if n == 0:
             return 0
         if self.bus is None:

@@ -10,11 +10,14 @@ for ``timeout_cycles`` x its DBC cycle time; the step's COMM_* diagnostics act o
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import can
+import numba as nb
 import numpy as np
 
+from bms.bound import bind
 from bms.can import _kernels as K
 from bms.can.codec import FrameCodec
 from bms.can.dbc import cycle_time_s, e2e_signals, mux_values
@@ -23,7 +26,7 @@ from bms.can.frames import to_arrays
 from bms.layout import Inputs
 from bms.node import _assemble as A
 from bms.node import stats as S
-from bms.node._screen import screen_batch
+from bms.node._screen import receive_kernel
 from bms.signal_map import SignalMap
 
 
@@ -111,39 +114,63 @@ class Receiver:
         self.age = np.zeros(n_rows)
         self.late = np.zeros(n_rows, np.bool_)
         self._silent: dict[str, bool] | None = None
+        self.counts = np.zeros(len(S.REASONS), np.int64)   # verdicts of the last batch, per code
+        self.not_ok = 0
+        self._age_at = math.nan             # the instant self.age was computed for (NaN: stale)
+        self._no_stamps = np.zeros(0)
+        self._bind(64)
 
     # ---- frames in -----------------------------------------------------------------------
     def receive(self, frames: Iterable[can.Message], t_s: float | np.ndarray) -> np.ndarray:
         """Screen and decode python-can frames received at ``t_s`` (one stamp or one per frame);
         returns the verdict codes (:mod:`bms.node.stats`)."""
         a = to_arrays(list(frames))
-        verdict = np.where(a.data_frame, S.OK, S.NOT_DATA).astype(np.int8)
-        return self.receive_arrays(a.keys, a.data, a.dlc, t_s, verdict)
+        return self.receive_arrays(a.keys, a.data, a.dlc, t_s, a.data_frame)
 
-    def receive_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s, verdict=None) -> np.ndarray:
-        """As :meth:`receive` on arrays: keys (n,) int64 (:func:`bms.can.codec.frame_key`), data (n, 8) uint8, dlc (n,)."""
+    def _bind(self, n: int) -> None:
+        """Buffers for batches of up to ``n`` frames and the receive kernel bound to them."""
+        c, b = self.codec, self.buf
+        self.verdict, self.mux = np.zeros(n, np.int8), np.zeros(n, np.int64)
+        self.t_buf, self.all_data = np.zeros(n), np.ones(n, np.bool_)
+        self._kernel = bind(receive_kernel, c.msg_keys, c.msg_i, c.sig_i, c.sig_mask, c.sig_f, self.ctr_sig,
+                            self.crc_byte, self.data_id, self.strict, self.max_delta, self.prev_ctr, self.last_t,
+                            b.value, b.raw, b.valid, b.time_s, self.verdict, self.mux, self.t_buf, self.counts,
+                            free=(nb.int64[::1], nb.uint8[:, ::1], nb.int64[::1], nb.bool_[::1], nb.float64[::1],
+                                  nb.float64))
+
+    def receive_arrays(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s,
+                       data_frame: np.ndarray | None = None) -> np.ndarray:
+        """As :meth:`receive` on arrays: keys (n,) int64 (:func:`bms.can.codec.frame_key`), data (n, 8)
+        uint8, dlc (n,); ``data_frame`` (n,) bool False for frames to ignore (error / remote / FD:
+        NOT_DATA). One kernel call (:func:`bms.node._screen.receive_kernel`); ``counts`` then holds
+        the batch's verdicts per code and ``not_ok`` how many were not OK. The verdicts returned
+        are a view reused by the next call: copy them to keep them."""
         n = keys.shape[0]
-        t = np.full(n, float(t_s)) if np.ndim(t_s) == 0 else np.array(np.broadcast_to(t_s, (n,)), np.float64)
-        verdict = np.zeros(n, np.int8) if verdict is None else verdict
-        mux = np.zeros(n, np.int64)
-        dlc = dlc if dlc.dtype == np.int64 else dlc.astype(np.int64)
-        c = self.codec
-        screen_batch(keys, data, dlc, t, c.msg_keys, c.msg_i, c.sig_i, c.sig_mask, self.ctr_sig,
-                     self.crc_byte, self.data_id, self.strict, self.max_delta, self.prev_ctr, self.last_t, verdict, mux)
-        if not verdict.any():  # all OK (code 0): the common case, no selection
-            c.decode(keys, data, self.buf, dlc, t)
-            return verdict
-        acc = (verdict == S.OK) | (verdict == S.OK_GAP)
-        if acc.any():
-            c.decode(keys[acc], np.ascontiguousarray(data[acc]), self.buf, dlc[acc], t[acc])
-        return verdict
+        if n > self.verdict.shape[0]:
+            self._bind(max(n, 2 * self.verdict.shape[0]))
+        keys = np.ascontiguousarray(keys, np.int64)
+        data = np.ascontiguousarray(data, np.uint8)
+        if data.shape != (n, 8):
+            raise ValueError(f"data must be uint8 of shape ({n}, 8), got {data.dtype} {data.shape}")
+        dlc = np.ascontiguousarray(dlc, np.int64)
+        data_frame = self.all_data[:n] if data_frame is None else np.ascontiguousarray(data_frame, np.bool_)
+        if isinstance(t_s, float) or np.ndim(t_s) == 0:
+            t_each, t_one = self._no_stamps, float(t_s)
+        else:
+            t_each, t_one = np.ascontiguousarray(np.broadcast_to(t_s, (n,)), np.float64), 0.0
+        self.not_ok = self._kernel(keys, data, dlc, data_frame, t_each, t_one)
+        self._age_at = math.nan
+        return self.verdict[:n]
 
     # ---- ages and timeouts ---------------------------------------------------------------
     def message_age_s(self, now_s: float) -> np.ndarray:
         """Age of every receive message: now minus the oldest accepted frame over its multiplexer values
         (the array is updated in place by the next call)."""
+        if now_s == self._age_at:  # nothing received since the ages at this instant
+            return self.age
         if A.ages_kernel(self.mux_mask, self.last_t, self.timeout_s, float(now_s), self.age, self.late):
             self._silent = None
+        self._age_at = now_s
         return self.age
 
     def silent(self, now_s: float) -> dict[str, bool]:

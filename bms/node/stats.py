@@ -45,19 +45,22 @@ class NodeStats:
         """Add one receive batch's verdicts (sequence of REASONS codes)."""
         import numpy as np
 
-        verdicts = np.asarray(verdicts)
-        if not verdicts.any():  # every frame OK (code 0)
-            self.frames_in += verdicts.shape[0]
-            self.frames_accepted += verdicts.shape[0]
+        verdicts = np.asarray(verdicts, dtype=np.int64)
+        self.add(np.bincount(verdicts, minlength=len(REASONS)), verdicts.shape[0], int(np.count_nonzero(verdicts)))
+
+    def add(self, counts, n: int, not_ok: int) -> None:
+        """Add one receive batch of ``n`` frames given as its verdict counts per code (``not_ok``
+        of them not OK)."""
+        self.frames_in += n
+        if not_ok == 0:  # every frame OK (code 0)
+            self.frames_accepted += n
             return
-        n = np.bincount(np.asarray(verdicts, dtype=np.int64), minlength=len(REASONS))
-        self.frames_in += int(n.sum())
-        self.frames_accepted += int(n[OK] + n[OK_GAP])
-        self.sequence_gaps += int(n[OK_GAP])
-        self.ignored["unknown_id"] += int(n[UNKNOWN_ID])
-        self.ignored["not_data"] += int(n[NOT_DATA])
+        self.frames_accepted += int(counts[OK] + counts[OK_GAP])
+        self.sequence_gaps += int(counts[OK_GAP])
+        self.ignored["unknown_id"] += int(counts[UNKNOWN_ID])
+        self.ignored["not_data"] += int(counts[NOT_DATA])
         for c in REJECT_CODES:
-            self.rejected[REASONS[c]] += int(n[c])
+            self.rejected[REASONS[c]] += int(counts[c])
 
     @property
     def rejected_total(self) -> int:

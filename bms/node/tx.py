@@ -9,15 +9,16 @@ the signal's INVALID marker, or, where it has none, as its DBC start value.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from bms.can import _kernels as K
 from bms.can.codec import EXTENDED_FLAG, FrameCodec
 from bms.can.dbc import cycle_time_s
-from bms.can.e2e import batch_arrays, protect_batch
-from bms.can.schedule import due_kernel
+from bms.bound import bind
+from bms.can.schedule import Plan, due_kernel, encode_plan
 from bms.layout import Inputs, State
-from bms.node._fill import ORDER, fill_kernel, index_table, quantities_kernel
+from bms.node._fill import ORDER, fill_kernel, index_table, quantities_kernel, transmit_kernel
 from bms.node.rx import counter_signal
 from bms.pack import PackParams
 from bms.signal_map import QUANTITIES, SignalMap
@@ -67,14 +68,11 @@ class Transmitter:
         self.fill_values = np.array([float(sig_of_slot[i].raw_initial or 0) * sig_of_slot[i].scale + sig_of_slot[i].offset
                                      for i in self.fill_slots])
         # schedule: one entry per message (arrays, so that the due set is found without a Python loop)
-        self.ids, self.crc_bytes, self.lengths = batch_arrays(list(c.messages))
         self.names = list(smap.tx_messages)
-        self.plans = []
+        self.plan = Plan(c, self.names)
         ctr_slot, ctr_mod, period = [], [], []
         for name in self.names:
             m = c.messages[c.row(name)]
-            rows, mux, keys = c.cycle_plan([name])
-            self.plans.append((rows, mux))
             ctr = counter_signal(m)
             ctr_slot.append(c.slot(ctr) if ctr else -1)
             ctr_mod.append(1 << (m.get_signal_by_name(ctr).length if ctr else 0))
@@ -84,10 +82,7 @@ class Transmitter:
         self.ctr_slot = np.array(ctr_slot, np.int64)
         self.ctr_mod = np.array(ctr_mod, np.int64)
         self.counter = np.zeros(len(self.names), np.int64)
-        self._batches: dict[bytes, tuple] = {}
         self._due = np.zeros(len(self.names), np.bool_)
-        self._none = (np.zeros(0, np.int64), np.zeros((0, 8), np.uint8), np.zeros(0, np.int64))
-        self.saturated = 0
         # one index table for the fill kernel (rows of bms.node._fill.fill_kernel)
         bal_rows = np.full(pk.n_boards, -1, np.int64)
         for b, slot in self.bal:
@@ -103,43 +98,39 @@ class Transmitter:
         fill_kernel(st.out, inp.u, prm.pp, st.bleed, inp.cell_v, inp.temp_c, float(cmu_timeout_mask), TO_Q,
                     self.q, self.idx, self.values, self.fill_pad)
 
-    def _batch(self, sel: np.ndarray) -> tuple:
-        """Concatenated frame plan of the scheduled messages of the mask ``sel`` (cached per set)."""
-        key = sel.tobytes()
-        b = self._batches.get(key)
-        if b is None:
-            sel = np.flatnonzero(sel)
-            rows = np.concatenate([self.plans[i][0] for i in sel]) if sel.size else np.zeros(0, np.int64)
-            mux = np.concatenate([self.plans[i][1] for i in sel]) if sel.size else np.zeros(0, np.int64)
-            b = (rows, mux, self.codec.msg_keys[rows], self.ids[rows], self.crc_bytes[rows], self.lengths[rows],
-                 np.zeros((rows.shape[0], 8), np.uint8), np.zeros(rows.shape[0], np.int64))
-            self._batches[key] = b
-        return b
+    @property
+    def saturated(self) -> int:
+        """Transmitted values clamped to their DBC range (or NaN without an INVALID marker), in total."""
+        return int(self.plan.saturated[0])
+
+    def bind(self, st: State, inp: Inputs, prm: PackParams):
+        """``f(cmu_timeout_mask, t_s) -> n``: :meth:`fill` and :meth:`due_arrays` at ``t_s`` in one
+        compiled call (:func:`bms.node._fill.transmit_kernel`, bound to these arrays through
+        :func:`bms.bound.bind`); the frames are ``plan.keys / data / dlc[:n]`` (reused by the next call)."""
+        pl, c = self.plan, self.codec
+        return bind(transmit_kernel, st.out, inp.u, prm.pp, st.bleed, inp.cell_v, inp.temp_c, TO_Q, self.q, self.idx,
+                    self.values, self.fill_pad, self.next_s, self.period_s, self.ctr_slot, self.ctr_mod, self.counter,
+                    self._due, pl.begin, pl.rows, pl.mux, c.msg_i, c.sig_i, c.sig_mask, c.sig_f, pl.e2e_id,
+                    pl.e2e_crc_byte, pl.keys, pl.data, pl.dlc, pl.saturated, free=(nb.float64, nb.float64))
 
     def due_arrays(self, t_s: float, only: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Encode the messages due at ``t_s`` (or exactly the messages ``only``, now) in one batch;
         returns ``(keys, data (n, 8) uint8, dlc)`` and advances the schedule past ``t_s``. The
-        arrays are reused by the next call of the same set: copy them to keep them."""
+        arrays are reused by the next call: copy them to keep them."""
         if only is not None:
-            sel = np.array([n in only for n in self.names], np.bool_)
+            sel = self._due
+            sel[:] = [n in only for n in self.names]
             for i in np.flatnonzero(sel):
                 if self.ctr_slot[i] >= 0:
                     self.values[self.ctr_slot[i]] = self.counter[i]
                     self.counter[i] = (self.counter[i] + 1) % self.ctr_mod[i]
-        else:
-            if due_kernel(self.next_s, self.period_s, t_s, self.ctr_slot, self.ctr_mod, self.counter, self.values,
-                          self._due) == 0:
-                return self._none
-            sel = self._due
-        rows, mux, keys, ids, crc_bytes, lengths, data, sat = self._batch(sel)
-        if rows.shape[0] == 0:
-            return keys, data, lengths
-        data[:] = 0
-        sat[:] = 0
-        self.codec.encode(rows, mux, self.values, data, sat)
-        self.saturated += int(sat.sum())
-        protect_batch(data, ids, crc_bytes, lengths)
-        return keys, data, lengths
+        elif due_kernel(self.next_s, self.period_s, t_s, self.ctr_slot, self.ctr_mod, self.counter, self.values,
+                        self._due) == 0:
+            return self.plan.keys[:0], self.plan.data[:0], self.plan.dlc[:0]
+        pl, c = self.plan, self.codec
+        n = encode_plan(self._due, pl.begin, pl.rows, pl.mux, self.values, c.msg_i, c.sig_i, c.sig_mask, c.sig_f,
+                        pl.e2e_id, pl.e2e_crc_byte, pl.keys, pl.data, pl.dlc, pl.saturated)
+        return pl.keys[:n], pl.data[:n], pl.dlc[:n]
 
     def due(self, t_s: float, only: tuple[str, ...] | None = None) -> list[tuple[int, bool, bytes]]:
         """As :meth:`due_arrays`, as ``(frame_id, is_extended, payload)`` per frame."""
