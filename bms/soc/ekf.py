@@ -62,6 +62,7 @@ import math
 import numba as nb
 
 from bms.model import bilinear, grid_bracket
+from bms.soc.ekf_cov import P_FLOOR, cov_correct, cov_ph, cov_predict, cov_rc_soc
 
 from bms.soc.layout import (
     FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD,
@@ -71,19 +72,29 @@ from bms.soc.layout import (
     T_RREST, T_RV,
 )
 
-P_FLOOR = 1e-14
 #: put d vj'/dz = Rj(T) dG/dz (1 - aj) i (the RC resistances' SOC slope) into the transition
 #: Jacobian (measured both ways, see the module docstring)
 RC_SOC_JACOBIAN = True
 
 
+#: :func:`exp_neg` uses :func:`exp_neg_taylor` below this argument
+EXP_TAYLOR_MAX = 0.0625
+
+
+@nb.njit(cache=True, inline="always")
+def exp_neg_taylor(u):
+    """exp(-u) ~ sum_{n<=6} (-u)^n / n!, the degree-6 Taylor polynomial (Horner form): relative
+    error below u^7/7! = 7e-13 for 0 <= u < EXP_TAYLOR_MAX. No branch, so it vectorises."""
+    return 1.0 - u * (1.0 - u * (0.5 - u * (1.0 / 6.0 - u * (1.0 / 24.0 - u * (1.0 / 120.0 - u * (1.0 / 720.0))))))
+
+
 @nb.njit(cache=True, inline="always")
 def exp_neg(u):
-    """exp(-u) for u >= 0: the degree-6 Taylor polynomial when u < 0.0625 (relative error below
-    u^7/7! = 7e-13), else math.exp. The hysteresis decay exponent gamma |i| dt / Q is almost
-    always this small, and the polynomial is several times cheaper than the libm call."""
-    if u < 0.0625:
-        return 1.0 - u * (1.0 - u * (0.5 - u * (1.0 / 6.0 - u * (1.0 / 24.0 - u * (1.0 / 120.0 - u * (1.0 / 720.0))))))
+    """exp(-u) for u >= 0: :func:`exp_neg_taylor` when u < EXP_TAYLOR_MAX, else math.exp. The
+    hysteresis decay exponent gamma |i| dt / Q is almost always this small, and the polynomial
+    is several times cheaper than the libm call."""
+    if u < EXP_TAYLOR_MAX:
+        return exp_neg_taylor(u)
     return math.exp(-u)
 
 
@@ -215,35 +226,12 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
                 u1 -= u0 * c1
                 u2 -= u0 * c2
             p44 = P[c, 4, 4]
-            p04 = P[c, 0, 4]
-            p14 = P[c, 1, 4]
-            p24 = P[c, 2, 4]
-            p34 = P[c, 3, 4]
-            # rows with d = (1, a1, a2, ah): P'[r,c] = dr dc Prc + dr uc Pr4 + ur dc Pc4 + ur uc P44
-            n00 = P[c, 0, 0] + 2.0 * u0 * p04 + u0 * u0 * p44
-            n01 = a1 * P[c, 0, 1] + u1 * p04 + u0 * a1 * p14 + u0 * u1 * p44
-            n02 = a2 * P[c, 0, 2] + u2 * p04 + u0 * a2 * p24 + u0 * u2 * p44
-            n03 = ah * P[c, 0, 3] + u3 * p04 + u0 * ah * p34 + u0 * u3 * p44
-            n11 = a1 * a1 * P[c, 1, 1] + 2.0 * a1 * u1 * p14 + u1 * u1 * p44
-            n12 = a1 * a2 * P[c, 1, 2] + a1 * u2 * p14 + u1 * a2 * p24 + u1 * u2 * p44
-            n13 = a1 * ah * P[c, 1, 3] + a1 * u3 * p14 + u1 * ah * p34 + u1 * u3 * p44
-            n22 = a2 * a2 * P[c, 2, 2] + 2.0 * a2 * u2 * p24 + u2 * u2 * p44
-            n23 = a2 * ah * P[c, 2, 3] + a2 * u3 * p24 + u2 * ah * p34 + u2 * u3 * p44
-            n33 = ah * ah * P[c, 3, 3] + 2.0 * ah * u3 * p34 + u3 * u3 * p44
-            n04 = p04 + u0 * p44
-            n14 = a1 * p14 + u1 * p44
-            n24 = a2 * p24 + u2 * p44
-            n34 = ah * p34 + u3 * p44
+            n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33, n34 = cov_predict(
+                P[c, 0, 0], P[c, 0, 1], P[c, 0, 2], P[c, 0, 3], P[c, 0, 4], P[c, 1, 1], P[c, 1, 2], P[c, 1, 3],
+                P[c, 1, 4], P[c, 2, 2], P[c, 2, 3], P[c, 2, 4], P[c, 3, 3], P[c, 3, 4], p44, a1, a2, ah, u0, u1, u2, u3)
             if RC_SOC_JACOBIAN and rc_soc:  # apply E (c1, c2 and u' above)
-                n11 += 2.0 * c1 * n01 + c1 * c1 * n00
-                n12 += c1 * n02 + c2 * n01 + c1 * c2 * n00
-                n22 += 2.0 * c2 * n02 + c2 * c2 * n00
-                n01 += c1 * n00
-                n02 += c2 * n00
-                n13 += c1 * n03
-                n23 += c2 * n03
-                n14 += c1 * n04
-                n24 += c2 * n04
+                n01, n02, n11, n12, n13, n14, n22, n23, n24 = cov_rc_soc(n00, n01, n02, n03, n04, n11, n12, n13, n14,
+                                                                         n22, n23, n24, c1, c2)
             eb = x[c, IEBAR]
             g = eb * eb * inv_rv - 1.0
             n00 += (qz + (qza * g if g > 0.0 else 0.0)) * dt
@@ -279,15 +267,11 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
                 r0 = x[c, IC_R0C] if i_true > 0.0 else x[c, IC_R0D]
                 y = ocv + m * h + x[c, IC_M0] * x[c, IS] + x[c, IV1] + x[c, IV2] + r0 * f * i_true
                 hz = (docv + dm * h) * inv_dsoc
-                # H = [hz, 1, 1, m, 0]; ph = P H^T
-                ph0 = n00 * hz + n01 + n02 + n03 * m
-                ph1 = n01 * hz + n11 + n12 + n13 * m
-                ph2 = n02 * hz + n12 + n22 + n23 * m
-                ph3 = n03 * hz + n13 + n23 + n33 * m
-                ph4 = n04 * hz + n14 + n24 + n34 * m
+                ph0, ph1, ph2, ph3, ph4, hph = cov_ph(n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33,
+                                                      n34, hz, m)
                 sr = sig_r * i_true
                 s = rrest if rested else rv + sr * sr
-                s += hz * ph0 + ph1 + ph2 + m * ph3
+                s += hph
                 innov = v_now - y
                 x[c, IEBAR] += (innov - x[c, IEBAR]) * ke
                 si = 1.0 / s
@@ -297,21 +281,9 @@ def ekf_run(p, tune, x, P, i_seq, i_a, cell_v, temp_c, valid, time_s, dt_s, z_ou
                 x[c, IV2] += ph2 * gain
                 x[c, IH] += ph3 * gain
                 x[c, IBIAS] += ph4 * gain
-                n00 = max(n00 - ph0 * ph0 * si, P_FLOOR)
-                n01 -= ph0 * ph1 * si
-                n02 -= ph0 * ph2 * si
-                n03 -= ph0 * ph3 * si
-                n04 -= ph0 * ph4 * si
-                n11 = max(n11 - ph1 * ph1 * si, P_FLOOR)
-                n12 -= ph1 * ph2 * si
-                n13 -= ph1 * ph3 * si
-                n14 -= ph1 * ph4 * si
-                n22 = max(n22 - ph2 * ph2 * si, P_FLOOR)
-                n23 -= ph2 * ph3 * si
-                n24 -= ph2 * ph4 * si
-                n33 = max(n33 - ph3 * ph3 * si, P_FLOOR)
-                n34 -= ph3 * ph4 * si
-                n44 = max(n44 - ph4 * ph4 * si, P_FLOOR)
+                n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33, n34, n44 = cov_correct(
+                    n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33, n34, n44, ph0, ph1, ph2, ph3, ph4,
+                    si)
                 if rested:
                     x[c, IRECAL] = 1.0
                 x[c, IVHOLD] = v_now

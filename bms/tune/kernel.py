@@ -1,9 +1,10 @@
 """The sweep kernel: many tuning vectors x many perturbed copies of one dataset in one
 compiled call, ``prange`` over the (parameter set, perturbation) pairs.
 
-Each job feeds the series to the firmware's own estimator code (the EKF through
-:func:`bms.soc.ekf.ekf_run` over the whole series, others sample by sample through
-:func:`bms.soc.estimator.soc_step`, so what is tuned is what runs) and adds the error ``e_k = z_est,k - z_true,k`` of every
+Each job feeds the series to the firmware's own estimator code (the EKF's equations through
+:func:`bms.tune.ekf_lanes.ekf_lanes`, many sets per call in SIMD lanes, checked against
+:func:`bms.soc.ekf.ekf_run`; others sample by sample through :func:`bms.soc.estimator.soc_step`,
+so what is tuned is what runs) and adds the error ``e_k = z_est,k - z_true,k`` of every
 sample to its accumulators ``out[r, j, :]`` (:mod:`bms.tune.metrics`: SSE, max, last sample
 out of the band, late SSE, worst window, SSE by SOC band).
 
@@ -18,10 +19,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from bms.soc.ekf import ekf_run
 from bms.soc.estimator import EST_EKF, soc_step
 from bms.soc.layout import IC_T, ICAP, ITHOLD, IVHOLD, IZ, NP, NXE, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
-from bms.tune.metrics import acc_add, acc_finish, acc_reset
+from bms.tune.ekf_lanes import LANES, ekf_lanes
+from bms.tune.metrics import NM, acc_add, acc_finish, acc_reset
 
 
 @nb.njit(cache=True)
@@ -45,39 +46,50 @@ def run_job(kind, p, tune, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_flo
     P[0, PH, PH] = tune[T_P0H]
     P[0, PB, PB] = tune[T_P0B]
     ring = np.zeros(max(win_n, 1))
-    acc_reset(out, ring)
-    n = time_s.shape[0]
-    s = 0.0
-    if kind == EST_EKF:  # the whole series in one kernel call, then the score
-        z = np.empty((n, 1))
-        ok = np.ones((n, 1), dtype=np.bool_)
-        ekf_run(p, tune, x, P, i_meas, 0.0, v_meas[:, None], temp_c[:, None], ok, time_s, 0.0, z)
-        for k in range(n):
-            s = acc_add(out, ring, k, z[k, 0] - soc_true[k], soc_true[k], band, k_late, s)
-    else:
-        v1 = np.empty(1)
-        t1 = np.empty(1)
-        ok1 = np.ones(1, dtype=np.bool_)
-        for k in range(n):
-            dt = time_s[k] - time_s[k - 1] if k > 0 else 0.0
-            v1[0] = v_meas[k]
-            t1[0] = temp_c[k]
-            soc_step(kind, p, tune, x, P, i_meas[k], v1, t1, ok1, dt)
-            s = acc_add(out, ring, k, x[0, IZ] - soc_true[k], soc_true[k], band, k_late, s)
-    acc_finish(out, ring)
+    win = np.zeros(1)
+    acc_reset(out, ring, 1)
+    v1 = np.empty(1)
+    t1 = np.empty(1)
+    ok1 = np.ones(1, dtype=np.bool_)
+    x0 = x[0]
+    for k in range(time_s.shape[0]):
+        dt = time_s[k] - time_s[k - 1] if k > 0 else 0.0
+        v1[0] = v_meas[k]
+        t1[0] = temp_c[k]
+        soc_step(kind, p, tune, x, P, i_meas[k], v1, t1, ok1, dt)
+        acc_add(out, ring, win, x0, IZ, 1, k, soc_true[k], soc_true[k], band, k_late)
+    acc_finish(out, ring, 1)
 
 
 @nb.njit(cache=True, parallel=True)
 def sweep_kernel(kind, p, tunes, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah,
                  band, k_late, win_n, out):
-    """``out[r, j] = run_job(tunes[r], perturbation j)`` for r < m, j < q, in parallel over the
-    m * q jobs. ``i_meas``, ``v_meas``, ``temp_c`` (q, n) are the perturbed measurements;
-    ``z0``, ``p0z_floor``, ``cap_ah`` (q,) the initial SOC, SOC-variance floor and estimator
-    capacity per perturbation; ``out`` (m, q, NM)."""
+    """``out[r, j] = run(tunes[r], perturbation j)`` for r < m, j < q, in parallel. ``i_meas``,
+    ``v_meas``, ``temp_c`` (q, n) are the perturbed measurements; ``z0``, ``p0z_floor``,
+    ``cap_ah`` (q,) the initial SOC, SOC-variance floor and estimator capacity per
+    perturbation; ``out`` (m, q, NM). The EKF runs blocks of ``LANES`` sets per perturbation
+    in :func:`bms.tune.ekf_lanes.ekf_lanes` (the last block padded with copies of its last
+    set), in parallel over the blocks; other estimators run job by job (:func:`run_job`)."""
     m = tunes.shape[0]
     q = i_meas.shape[0]
-    for job in nb.prange(m * q):
-        r = job // q
-        j = job - r * q
-        run_job(kind, p, tunes[r], time_s, soc_true, i_meas[j], v_meas[j], temp_c[j], z0[j], p0z_floor[j],
-                cap_ah[j], band, k_late, win_n, out[r, j])
+    if kind == EST_EKF:
+        nblk = (m + LANES - 1) // LANES
+        for job in nb.prange(q * nblk):
+            j = job // nblk
+            lo = (job - j * nblk) * LANES
+            hi = min(lo + LANES, m)
+            tl = np.empty((LANES, tunes.shape[1]))
+            for r in range(LANES):
+                tl[r] = tunes[min(lo + r, hi - 1)]
+            acc = np.empty(NM * LANES)
+            ekf_lanes(p, tl, time_s, i_meas[j], v_meas[j], temp_c[j], z0[j], p0z_floor[j], cap_ah[j], soc_true,
+                      band, k_late, win_n, acc)
+            for r in range(hi - lo):
+                for a in range(NM):
+                    out[lo + r, j, a] = acc[a * LANES + r]
+    else:
+        for job in nb.prange(m * q):
+            r = job // q
+            j = job - r * q
+            run_job(kind, p, tunes[r], time_s, soc_true, i_meas[j], v_meas[j], temp_c[j], z0[j], p0z_floor[j],
+                    cap_ah[j], band, k_late, win_n, out[r, j])

@@ -38,58 +38,67 @@ METRIC_NAMES = ("rmse_pct", "max_abs_pct", "converge_s", "rmse_after_2h_pct", "w
 
 
 @nb.njit(cache=True)
-def acc_reset(acc, ring):
-    """Zero the accumulators (``M_LAST_BAD`` = -1) and the window ring buffer."""
+def acc_reset(acc, ring, nl):
+    """Zero the accumulators of ``nl`` runs (``M_LAST_BAD`` = -1) and their window ring buffer.
+    Lane layout: ``acc[a * nl + r]`` is accumulator ``a`` of run ``r``, ``ring[s * nl + r]`` slot
+    ``s`` of its window (runs fastest, so the sweep kernel adds up many runs in SIMD lanes)."""
     acc[:] = 0.0
-    acc[M_LAST_BAD] = -1.0
+    acc[M_LAST_BAD * nl:(M_LAST_BAD + 1) * nl] = -1.0
     ring[:] = 0.0
 
 
 @nb.njit(cache=True, inline="always")
-def acc_add(acc, ring, k, e, z_true, band, k_late, win_sum):
-    """Add sample ``k`` with error ``e`` (table in the module docstring); the window of
-    ``len(ring)`` samples keeps sum(e^2) in ``win_sum``: returns its new value."""
-    e2 = e * e
-    acc[M_SSE] += e2
-    acc[M_N] += 1.0
-    a = abs(e)
-    if a > acc[M_MAX]:
-        acc[M_MAX] = a
-    if a >= band:
-        acc[M_LAST_BAD] = k
-    if k >= k_late:
-        acc[M_SSE_LATE] += e2
-        acc[M_N_LATE] += 1.0
+def acc_add(acc, ring, win, z, e0, nl, k, z_ref, z_true, band, k_late):
+    """Add sample ``k`` of ``nl`` runs, run r's error ``e = z[e0 + r] - z_ref`` (the estimate
+    and ``z_ref = z_true``, or the error and 0), SOC band by ``z_true``: table in the module
+    docstring, lane layout in :func:`acc_reset`;
+    ``win[r]`` keeps the sum of e^2 over the run's window of ``len(ring) / nl`` samples.
+    Written branch-free over the runs (selects), so the loop vectorises."""
     b = min(max(int(z_true * N_BANDS), 0), N_BANDS - 1)
-    acc[M_BAND_SSE + b] += e2
-    acc[M_BAND_N + b] += 1.0
-    wn = ring.shape[0]
-    slot = k % wn
-    win_sum += e2 - ring[slot]
-    ring[slot] = e2
-    if k >= wn - 1:
-        w = math.sqrt(max(win_sum, 0.0) / wn)
-        if w > acc[M_WORST_WIN]:
-            acc[M_WORST_WIN] = w
-    return win_sum
+    bs = (M_BAND_SSE + b) * nl
+    bn = (M_BAND_N + b) * nl
+    wn = ring.shape[0] // nl
+    slot = max(k % wn, 0) * nl  # max: provably >= 0, so no negative-index wraparound in the loop
+    late = k >= k_late
+    full = k >= wn - 1
+    for r in range(nl):
+        e = z[e0 + r] - z_ref
+        e2 = e * e
+        acc[M_SSE * nl + r] += e2
+        acc[M_N * nl + r] += 1.0
+        a = abs(e)
+        cur = acc[M_MAX * nl + r]
+        acc[M_MAX * nl + r] = a if a > cur else cur
+        acc[M_LAST_BAD * nl + r] = k if a >= band else acc[M_LAST_BAD * nl + r]
+        acc[M_SSE_LATE * nl + r] += e2 if late else 0.0
+        acc[M_N_LATE * nl + r] += 1.0 if late else 0.0
+        acc[bs + r] += e2
+        acc[bn + r] += 1.0
+        s = win[r] + e2 - ring[slot + r]
+        win[r] = s
+        ring[slot + r] = e2
+        w = math.sqrt(max(s, 0.0) / wn)
+        cur = acc[M_WORST_WIN * nl + r]
+        acc[M_WORST_WIN * nl + r] = w if (w > cur) & full else cur
 
 
 @nb.njit(cache=True)
-def acc_finish(acc, ring):
+def acc_finish(acc, ring, nl):
     """A run shorter than one window: its whole length is the worst window."""
-    if acc[M_N] < ring.shape[0]:
-        acc[M_WORST_WIN] = math.sqrt(acc[M_SSE] / max(acc[M_N], 1.0))
+    if acc[M_N * nl] < ring.shape[0] // nl:  # every run has the same count
+        for r in range(nl):
+            acc[M_WORST_WIN * nl + r] = math.sqrt(acc[M_SSE * nl + r] / max(acc[M_N * nl + r], 1.0))
 
 
 @nb.njit(cache=True)
 def accumulate(err, z_true, band, k_late, win_n, acc):
-    """Accumulators of a whole error series (what the kernel adds up while it runs)."""
+    """Accumulators (NM,) of a whole error series (what the kernel adds up while it runs)."""
     ring = np.zeros(max(win_n, 1))
-    acc_reset(acc, ring)
-    s = 0.0
+    win = np.zeros(1)
+    acc_reset(acc, ring, 1)
     for k in range(err.shape[0]):
-        s = acc_add(acc, ring, k, err[k], z_true[k], band, k_late, s)
-    acc_finish(acc, ring)
+        acc_add(acc, ring, win, err, k, 1, k, 0.0, z_true[k], band, k_late)
+    acc_finish(acc, ring, 1)
 
 
 def window_samples(time_s: np.ndarray, window_s: float = WINDOW_S) -> int:

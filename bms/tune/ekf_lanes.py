@@ -1,0 +1,262 @@
+"""The EKF of :mod:`bms.soc.ekf` for many tunings over one measured series at once: time
+outer, tunings inner, in SIMD lanes.
+
+A sweep runs many parameter sets over the same perturbed dataset. Everything that depends
+only on the sample and the profile is the same for every set and is computed once per sample
+instead of once per set: the held current and temperature (non-finite samples), the step
+``dt``, ``dt / Q`` and the temperature scalars of :func:`bms.soc.ekf.temp_scalars`
+(``a_j = exp(-dt / tau_j(T))``, ``R_j(T)``, ``gamma(T)``, ``M0(T)``, ``R0(T)``, the
+temperature bracket), refreshed only when (T, dt) changes, exactly as ``ekf_run`` caches them
+per cell. No tuning key enters them (the swept keys are the noise, rest and offset settings of
+``bms.soc.layout`` T_*; a perturbation that changes T, i or Q is a separate series), so nothing
+invalidates them across sets. Per set, per sample, the same time and measurement update as
+``ekf_run`` (equations in :mod:`bms.soc.ekf`)::
+
+    x' = f(x, i_{k-1} - b),  P' = F P F^T + Qd,  K = P' H^T / (H P' H^T + r),
+    x = x' + K (v_k - y(x')),  P = P' - K K^T S
+
+and the score accumulators of :func:`bms.tune.metrics.acc_add` on ``z - z_true``.
+
+Layout: the ``LANES`` sets of a block live in one flat array ``S[row * LANES + r]`` (state,
+covariance, tuning and per-sample intermediates, ``R*`` rows), so each per-sample loop over
+the sets is a loop over contiguous lanes with compile-time row offsets that LLVM vectorises
+(AVX2: 4 sets per instruction; ``ekf_lanes.inspect_asm`` shows packed ymm arithmetic).
+Branches are selects;
+the per-set table lookups (SOC-indexed OCV, hysteresis, R0 and RC factors: a gather whose
+index differs per set) are done in a scalar loop of their own between the vector loops, and
+the hysteresis decay ``exp(-gamma |i - b| dt / Q)`` uses :func:`bms.soc.ekf.exp_neg_taylor`
+in the vector loop whenever the bound ``gamma |i| + b_max`` shows every set below
+``EXP_TAYLOR_MAX`` (otherwise a scalar loop with :func:`bms.soc.ekf.exp_neg`).
+
+Agreement with ``ekf_run`` (n = 1 per set, the single-run path): the same operations in the
+same order, compiled with the same fastmath flags (contraction, reassociation), so results
+differ only by how LLVM contracts and reassociates each compilation: ~1e-14 in SOC per sample,
+metrics within ~1e-13 relative on the benchmark's 20000 samples; a tuning whose filter amplifies
+perturbations (large offset noise, 1 s rest recalibration) can grow that to ~1e-9 in SOC over
+hundreds of samples, as any recompilation of ``ekf_run`` would (tests/test_tune_lanes.py:
+hypothesis over tunings, rtol 1e-6).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from bms.model import bilinear, grid_bracket
+from bms.soc.ekf import EXP_TAYLOR_MAX, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, temp_scalars
+from bms.soc.ekf_cov import cov_correct, cov_ph, cov_predict, cov_rc_soc
+from bms.soc.layout import (
+    IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W, NXE,
+    T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_RREST, T_RV,
+    T_SIGMA_R, T_TAU_E,
+)
+from bms.tune.metrics import acc_add, acc_finish, acc_reset
+
+#: sets per block (a compile-time constant: row offsets fold into the addresses)
+LANES = 16
+L = LANES
+#: rows of S: filtered state, covariance (upper triangle), tuning, per-sample intermediates
+(RZ, RV1, RV2, RH, RS, RB, RREST, REB,
+ R00, R01, R02, R03, R04, R11, R12, R13, R14, R22, R23, R24, R33, R34, R44,
+ RQZ, RQZA, RQV, RQV2, RQH, RQB, RINVRV, RRV, RRREST, RSIGR, RRESTI, RRESTS, RBMAX, RTAUE, RKE,
+ RAH, RGRC, RDGRC, ROCV, RDOCV, RM, RDM, RF) = range(46)
+NROW = 46
+#: (row of S, index in the tuning vector) of the tuning values the kernel reads per set
+TUNE_ROWS = ((RQZ, T_QZ), (RQZA, T_QZ_ADAPT), (RQV, T_QV), (RQV2, T_QV2), (RQH, T_QH), (RQB, T_QB), (RRV, T_RV),
+             (RRREST, T_RREST), (RSIGR, T_SIGMA_R), (RRESTI, T_REST_I), (RRESTS, T_REST_S), (RBMAX, T_BIAS_MAX),
+             (RTAUE, T_TAU_E))
+
+
+@nb.njit(cache=True, error_model="numpy", fastmath={"contract", "arcp", "nsz", "reassoc"})
+def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, soc_true, band, k_late, win_n,
+              acc):
+    """The EKF (module docstring) of the ``LANES`` tunings ``tunes`` (LANES, NT) over one series
+    (i, v, T: (n,)), started as :func:`bms.tune.kernel.run_job`; the score accumulators of
+    ``z_k - soc_true_k`` go to ``acc`` (NM * LANES, lane layout of :func:`bms.tune.metrics.acc_reset`).
+    Allocates its scratch once per call, nothing per sample."""
+    n = time_s.shape[0]
+    S = np.zeros(NROW * L)
+    xc = np.zeros((1, NXE))  # the shared temperature-scalar cache (as one ekf_run cell's)
+    xc[0, IC_T] = -1e300
+    ring = np.zeros(max(win_n, 1) * L)
+    win = np.zeros(L)
+    acc_reset(acc, ring, L)
+    bmax_blk = 0.0
+    for r in range(L):
+        tn = tunes[r]
+        S[RZ * L + r] = min(max(z0, 0.0), 1.0)
+        S[R00 * L + r] = max(tn[T_P0Z], p0z_floor) if p0z_floor >= 0.0 else tn[T_P0Z]
+        S[R11 * L + r] = 1e-6
+        S[R22 * L + r] = 1e-6
+        S[R33 * L + r] = tn[T_P0H]
+        S[R44 * L + r] = tn[T_P0B]
+        for row, ti in TUNE_ROWS:
+            S[row * L + r] = tn[ti]
+        S[RINVRV * L + r] = 1.0 / tn[T_RV]
+        S[RGRC * L + r] = 1.0
+        bmax_blk = max(bmax_blk, tn[T_BIAS_MAX])
+    ocv_t, hyst_t, r0f_t, rcf_t, rc_soc = p.ocv_v, p.hyst_v, p.r0_soc_factor, p.rc_soc_factor, p.rc_soc_on
+    soc0, inv_dsoc, ns, one_t = p.soc0, 1.0 / p.dsoc, p.ocv_v.shape[1], p.ocv_v.shape[0] == 1
+    eta_chg, i_sign = p.eta_chg, p.i_sign_a
+    i_hold = 0.0
+    t_hold = temp_c[0]
+    dt_last = math.nan
+    for k in range(n):
+        im = i_meas[k]
+        dt = time_s[k] - time_s[k - 1] if k > 0 else 0.0
+        if dt != dt_last:
+            for r in range(L):
+                tau_e = S[RTAUE * L + r]
+                S[RKE * L + r] = min(dt / tau_e, 1.0) if tau_e > 0.0 else 0.0
+            dt_last = dt
+        i_now = im if math.isfinite(im) else i_hold
+        t_now = temp_c[k]
+        if not math.isfinite(t_now):
+            t_now = t_hold
+        v_now = v_meas[k]
+        use_v = math.isfinite(v_now)
+        dt_q = dt / (3600.0 * cap_ah)
+        if xc[0, IC_T] != t_hold or xc[0, IC_DT] != dt:
+            temp_scalars(p, xc, 0, t_hold, dt)
+        a1 = xc[0, IC_A1]
+        a2 = xc[0, IC_A2]
+        R1 = xc[0, IC_R1]
+        R2 = xc[0, IC_R2]
+        kh = xc[0, IC_GAM] * dt_q
+        # ---- hysteresis decay per set: the polynomial (vectorised) unless a set may need exp
+        for r in range(L):
+            S[RAH * L + r] = exp_neg_taylor(kh * abs(i_hold - S[RB * L + r]))
+        if not kh * (abs(i_hold) + bmax_blk) < EXP_TAYLOR_MAX * (1.0 - 1e-9):
+            for r in range(L):
+                S[RAH * L + r] = exp_neg(kh * abs(i_hold - S[RB * L + r]))
+        if rc_soc:
+            jt = int(xc[0, IC_J])
+            jt1 = jt if one_t else jt + 1
+            wtt = xc[0, IC_W]
+            for r in range(L):
+                kt, wst = grid_bracket((S[RZ * L + r] - soc0) * inv_dsoc, ns)
+                grc, dgrc = bilinear(rcf_t[jt, kt], rcf_t[jt, kt + 1], rcf_t[jt1, kt], rcf_t[jt1, kt + 1], wst,
+                                     wtt)
+                S[RGRC * L + r] = grc
+                S[RDGRC * L + r] = dgrc
+        # ---- time update
+        for r in range(L):
+            b = S[RB * L + r]
+            i_prev = i_hold - b
+            eta = eta_chg if i_prev > 0.0 else 1.0
+            grc = S[RGRC * L + r]
+            r1 = R1 * grc
+            r2 = R2 * grc
+            sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
+            ah = S[RAH * L + r]
+            h_old = S[RH * L + r]
+            u0 = -eta * dt_q
+            S[RZ * L + r] = S[RZ * L + r] - u0 * i_prev
+            S[RV1 * L + r] = a1 * S[RV1 * L + r] + r1 * (1.0 - a1) * i_prev
+            S[RV2 * L + r] = a2 * S[RV2 * L + r] + r2 * (1.0 - a2) * i_prev
+            S[RH * L + r] = ah * h_old + (1.0 - ah) * sgn
+            S[RS * L + r] = sgn if abs(i_prev) > i_sign else S[RS * L + r]
+            u1 = -r1 * (1.0 - a1)
+            u2 = -r2 * (1.0 - a2)
+            u3 = ah * kh * sgn * (h_old - sgn)
+            c1 = 0.0
+            c2 = 0.0
+            if RC_SOC_JACOBIAN and rc_soc:
+                dgrc = S[RDGRC * L + r]
+                c1 = R1 * dgrc * inv_dsoc * (1.0 - a1) * i_prev
+                c2 = R2 * dgrc * inv_dsoc * (1.0 - a2) * i_prev
+                u1 -= u0 * c1
+                u2 -= u0 * c2
+            p44 = S[R44 * L + r]
+            n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33, n34 = cov_predict(
+                S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
+                S[R12 * L + r], S[R13 * L + r], S[R14 * L + r], S[R22 * L + r], S[R23 * L + r], S[R24 * L + r],
+                S[R33 * L + r], S[R34 * L + r], p44, a1, a2, ah, u0, u1, u2, u3)
+            if RC_SOC_JACOBIAN and rc_soc:
+                n01, n02, n11, n12, n13, n14, n22, n23, n24 = cov_rc_soc(n00, n01, n02, n03, n04, n11, n12, n13, n14,
+                                                                         n22, n23, n24, c1, c2)
+            eb = S[REB * L + r]
+            g = eb * eb * S[RINVRV * L + r] - 1.0
+            S[R00 * L + r] = n00 + (S[RQZ * L + r] + (S[RQZA * L + r] * g if g > 0.0 else 0.0)) * dt
+            S[R11 * L + r] = n11 + S[RQV * L + r] * dt
+            S[R22 * L + r] = n22 + S[RQV2 * L + r] * dt
+            S[R33 * L + r] = n33 + S[RQH * L + r] * dt
+            S[R44 * L + r] = p44 + S[RQB * L + r] * dt
+            S[R01 * L + r] = n01
+            S[R02 * L + r] = n02
+            S[R03 * L + r] = n03
+            S[R04 * L + r] = n04
+            S[R12 * L + r] = n12
+            S[R13 * L + r] = n13
+            S[R14 * L + r] = n14
+            S[R23 * L + r] = n23
+            S[R24 * L + r] = n24
+            S[R34 * L + r] = n34
+            i_true = i_now - b
+            S[RREST * L + r] = S[RREST * L + r] + dt if abs(i_true) < S[RRESTI * L + r] else 0.0
+        # ---- measurement update
+        if use_v:
+            if xc[0, IC_T] != t_now or xc[0, IC_DT] != dt:
+                temp_scalars(p, xc, 0, t_now, dt)
+            j = int(xc[0, IC_J])
+            j1 = j if one_t else j + 1
+            wt = xc[0, IC_W]
+            m0 = xc[0, IC_M0]
+            r0c = xc[0, IC_R0C]
+            r0d = xc[0, IC_R0D]
+            for r in range(L):
+                kk, ws = grid_bracket((S[RZ * L + r] - soc0) * inv_dsoc, ns)
+                ocv, docv = bilinear(ocv_t[j, kk], ocv_t[j, kk + 1], ocv_t[j1, kk], ocv_t[j1, kk + 1], ws, wt)
+                mh, dm = bilinear(hyst_t[j, kk], hyst_t[j, kk + 1], hyst_t[j1, kk], hyst_t[j1, kk + 1], ws, wt)
+                f, _ = bilinear(r0f_t[j, kk], r0f_t[j, kk + 1], r0f_t[j1, kk], r0f_t[j1, kk + 1], ws, wt)
+                S[ROCV * L + r] = ocv
+                S[RDOCV * L + r] = docv
+                S[RM * L + r] = mh
+                S[RDM * L + r] = dm
+                S[RF * L + r] = f
+            for r in range(L):
+                b = S[RB * L + r]
+                i_true = i_now - b
+                rested = S[RREST * L + r] >= S[RRESTS * L + r]
+                mh = S[RM * L + r]
+                h = S[RH * L + r]
+                r0 = r0c if i_true > 0.0 else r0d
+                y = (S[ROCV * L + r] + mh * h + m0 * S[RS * L + r] + S[RV1 * L + r] + S[RV2 * L + r]
+                     + r0 * S[RF * L + r] * i_true)
+                hz = (S[RDOCV * L + r] + S[RDM * L + r] * h) * inv_dsoc
+                ph0, ph1, ph2, ph3, ph4, hph = cov_ph(
+                    S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
+                    S[R12 * L + r], S[R13 * L + r], S[R14 * L + r], S[R22 * L + r], S[R23 * L + r], S[R24 * L + r],
+                    S[R33 * L + r], S[R34 * L + r], hz, mh)
+                sr = S[RSIGR * L + r] * i_true
+                s = S[RRREST * L + r] if rested else S[RRV * L + r] + sr * sr
+                s += hph
+                innov = v_now - y
+                eb = S[REB * L + r]
+                S[REB * L + r] = eb + (innov - eb) * S[RKE * L + r]
+                si = 1.0 / s
+                gain = innov * si
+                S[RZ * L + r] = S[RZ * L + r] + ph0 * gain
+                S[RV1 * L + r] = S[RV1 * L + r] + ph1 * gain
+                S[RV2 * L + r] = S[RV2 * L + r] + ph2 * gain
+                S[RH * L + r] = h + ph3 * gain
+                S[RB * L + r] = b + ph4 * gain
+                (S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
+                 S[R12 * L + r], S[R13 * L + r], S[R14 * L + r], S[R22 * L + r], S[R23 * L + r], S[R24 * L + r],
+                 S[R33 * L + r], S[R34 * L + r], S[R44 * L + r]) = cov_correct(
+                    S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
+                    S[R12 * L + r], S[R13 * L + r], S[R14 * L + r], S[R22 * L + r], S[R23 * L + r], S[R24 * L + r],
+                    S[R33 * L + r], S[R34 * L + r], S[R44 * L + r], ph0, ph1, ph2, ph3, ph4, si)
+        # ---- physical bounds, score
+        for r in range(L):
+            z = min(max(S[RZ * L + r], 0.0), 1.0)
+            S[RZ * L + r] = z
+            S[RH * L + r] = min(max(S[RH * L + r], -1.0), 1.0)
+            bm = S[RBMAX * L + r]
+            S[RB * L + r] = min(max(S[RB * L + r], -bm), bm)
+        acc_add(acc, ring, win, S, RZ * L, L, k, soc_true[k], soc_true[k], band, k_late)
+        i_hold = i_now
+        t_hold = t_now
+    acc_finish(acc, ring, L)
