@@ -113,28 +113,39 @@ def late_index(time_s: np.ndarray, after_s: float = AFTER_S) -> int:
     return int(np.searchsorted(time_s - time_s[0], after_s - 1e-9))
 
 
-def summarise(acc: np.ndarray, time_s: np.ndarray) -> dict:
-    """Metric dict of one run's accumulators (``time_s``: the run's time column)."""
-    n = int(acc[M_N])
-    last_bad = int(acc[M_LAST_BAD])
+def summarise_many(acc: np.ndarray, time_s: np.ndarray) -> dict[str, np.ndarray]:
+    """The metrics of many runs' accumulators ``acc`` (..., NM) over one time column, as arrays
+    (``band_rmse_pct`` with a trailing axis of N_BANDS); NaN where :func:`summarise` gives None:
+    ``converge_s`` still out of the band at the end, ``rmse_after_2h_pct`` no late sample,
+    a band without samples."""
+    n = acc[..., M_N]
+    last_bad = acc[..., M_LAST_BAD].astype(np.int64)
     rel = time_s - time_s[0]
-    if last_bad < 0:
-        conv = 0.0
-    elif last_bad >= n - 1:
-        conv = None
-    else:
-        conv = float(rel[last_bad + 1])
-    bands = [None if acc[M_BAND_N + b] == 0 else float(100 * math.sqrt(acc[M_BAND_SSE + b] / acc[M_BAND_N + b]))
-             for b in range(N_BANDS)]
-    return {
-        "rmse_pct": float(100 * math.sqrt(acc[M_SSE] / max(n, 1))),
-        "max_abs_pct": float(100 * acc[M_MAX]),
-        "converge_s": conv,
-        "rmse_after_2h_pct": (float(100 * math.sqrt(acc[M_SSE_LATE] / acc[M_N_LATE])) if acc[M_N_LATE] > 0
-                              else None),
-        "worst_window_pct": float(100 * acc[M_WORST_WIN]),
-        "band_rmse_pct": bands,
-    }
+    conv = np.where(last_bad < 0, 0.0, rel[np.clip(last_bad + 1, 0, rel.size - 1)])
+    conv = np.where((last_bad >= 0) & (last_bad >= n - 1), np.nan, conv)
+    n_late = acc[..., M_N_LATE]
+    band_n = acc[..., M_BAND_N:M_BAND_N + N_BANDS]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        late = np.where(n_late > 0, 100 * np.sqrt(acc[..., M_SSE_LATE] / n_late), np.nan)
+        bands = np.where(band_n > 0, 100 * np.sqrt(acc[..., M_BAND_SSE:M_BAND_SSE + N_BANDS] / band_n), np.nan)
+    return {"rmse_pct": 100 * np.sqrt(acc[..., M_SSE] / np.maximum(n, 1.0)), "max_abs_pct": 100 * acc[..., M_MAX],
+            "converge_s": conv, "rmse_after_2h_pct": late, "worst_window_pct": 100 * acc[..., M_WORST_WIN],
+            "band_rmse_pct": bands}
+
+
+def _opt(v) -> float | None:
+    return None if math.isnan(v) else float(v)
+
+
+def summarise(acc: np.ndarray, time_s: np.ndarray, many: dict[str, np.ndarray] | None = None,
+              index: tuple = ()) -> dict:
+    """Metric dict of one run's accumulators (``time_s``: the run's time column); or of run
+    ``index`` of a :func:`summarise_many` result ``many`` (then ``acc`` is not read)."""
+    s = summarise_many(acc, time_s) if many is None else many
+    return {"rmse_pct": float(s["rmse_pct"][index]), "max_abs_pct": float(s["max_abs_pct"][index]),
+            "converge_s": _opt(s["converge_s"][index]), "rmse_after_2h_pct": _opt(s["rmse_after_2h_pct"][index]),
+            "worst_window_pct": float(s["worst_window_pct"][index]),
+            "band_rmse_pct": [_opt(v) for v in s["band_rmse_pct"][index]]}
 
 
 def series_metrics(time_s: np.ndarray, soc_est: np.ndarray, soc_true: np.ndarray,

@@ -141,13 +141,14 @@ def _value(metrics: dict, name: str, duration_s: float) -> float:
 def records(sets: list[dict], prepared: list[Prepared], outs: list[np.ndarray], metric: str,
             objective: str) -> list[dict]:
     """One result record per parameter set (module docstring)."""
+    many = [M.summarise_many(out, d.time_s) for d, out in zip(prepared, outs)]  # each metric (m, q)
     recs = []
     for r, params in enumerate(sets):
         runs, acc_nom, worst_max, vals = {}, [], 0.0, []
-        for d, out in zip(prepared, outs):
+        for d, s in zip(prepared, many):
             dur = float(d.time_s[-1] - d.time_s[0])
             for j, pname in enumerate(d.pm.names):
-                m = M.summarise(out[r, j], d.time_s)
+                m = M.summarise(None, d.time_s, s, (r, j))
                 runs[f"{d.name}|{pname}"] = {k: m[k] for k in SCORED}
                 vals.append(_value(m, metric, dur))
                 worst_max = max(worst_max, m["max_abs_pct"])
