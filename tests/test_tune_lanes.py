@@ -1,8 +1,10 @@
 """The sweep's EKF in SIMD lanes (bms.tune.ekf_lanes) equals the public single-run API
-(bms.evaluate.evaluate) for every parameter set, to floating-point reassociation (rtol 1e-6:
-the two compilations contract and reassociate differently, ~1e-14 in SOC per sample, which a
-filter tuned to react fast, e.g. large offset noise with a 1 s rest recalibration, amplifies
-to ~1e-9 over 700 samples; on the benchmark's tunings the metrics agree to ~1e-13): hypothesis
+(bms.evaluate.evaluate) for every parameter set, to floating-point reassociation: the two
+compilations contract and reassociate differently (~1e-14 in SOC per sample), so the bound is
+rtol 1e-9 plus ten times what the single-run API itself moves when every voltage sample moves
+by one ulp. A well-conditioned tuning stays near 1e-13 relative (the benchmark's do); one that
+amplifies rounding (e.g. r_v2 = 1e-6 with a 1 s rest recalibration: a one-ulp voltage change
+moves the API's own SSE by 1e-4 relative) is held to its own rounding sensitivity. Hypothesis
 over random tunings and set counts (padded last block, several blocks), with and without the RC
 resistances' SOC factor, a temperature ramp (temperature scalars refreshed every sample), steps
 long enough for the exact hysteresis decay (exp instead of the polynomial), and non-finite
@@ -29,7 +31,8 @@ from bms.tune.perturb import Perturbation, apply
 
 N = 700
 
-#: (key, lo, hi): log-uniform when lo > 0
+#: (key, lo, hi): log-uniform when lo > 0, else 0 or uniform in [1e-6 hi, hi] (a subnormal
+#: tau_innov_s makes ekf_run's fastmath turn dt / tau into 0 * inf: a different kind of test)
 SPACE = [("q_soc_per_s", 1e-12, 1e-7), ("q_rc_v2_per_s", 1e-11, 1e-7), ("q_rc2_v2_per_s", 1e-11, 1e-7),
          ("q_hyst_per_s", 1e-8, 1e-4), ("q_bias_a2_per_s", 1e-10, 1e-5), ("r_v2", 1e-6, 1e-2),
          ("rest_i_c", 1e-4, 0.05), ("rest_s", 1.0, 2000.0), ("r_rest_v2", 1e-7, 1e-4), ("bias_max_c", 1e-3, 0.1),
@@ -51,11 +54,11 @@ def profiles():
     return {False: prof, True: rc}
 
 
-tuning = st.fixed_dictionaries({key: (st.floats(lo, hi) if lo == 0 else
+tuning = st.fixed_dictionaries({key: (st.one_of(st.just(0.0), st.floats(1e-6 * hi, hi)) if lo == 0 else
                                       st.floats(np.log(lo), np.log(hi)).map(np.exp)) for key, lo, hi in SPACE})
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(sets=st.lists(tuning, min_size=1, max_size=LANES + 4), rc=st.booleans(), every=st.sampled_from([1, 3, 40]),
        ramp=st.floats(-0.004, 0.004), holes=st.lists(st.tuples(st.sampled_from("ivt"), st.integers(1, N - 1)),
                                                        max_size=6),
@@ -78,10 +81,19 @@ def test_lanes_equal_single_run_api(lab, profiles, sets, rc, every, ramp, holes,
     sweep_kernel(est.EST_EKF, prof.params, tunes, t, sub.soc_ref, pm.i_meas, pm.v_meas, pm.temp_c, pm.z0,
                  pm.p0z_floor, pm.cap_ah, M.CONVERGE_BAND, M.late_index(t), win_n, out)
     for r, s in enumerate(sets):
-        res = evaluate(prof, sub, "ekf", tuning=s, **kw)
-        ref = np.zeros(M.NM)
-        M.accumulate(res.soc_est - sub.soc_ref, sub.soc_ref, M.CONVERGE_BAND, M.late_index(t), win_n, ref)
-        np.testing.assert_allclose(out[r, 0], ref, rtol=1e-6, atol=1e-12, err_msg=f"set {r}: {s}")
+        ref, up, down = (_api_acc(prof, sub, s, kw, win_n, v * f) for f in (1.0, 1.0 + 2.0**-52, 1.0 - 2.0**-52))
+        tol = 1e-9 * np.abs(ref) + 1e-12 + 10.0 * np.maximum(np.abs(up - ref), np.abs(down - ref))
+        bad = np.flatnonzero(np.abs(out[r, 0] - ref) > tol)
+        assert bad.size == 0, (r, s, bad, out[r, 0, bad], ref[bad], tol[bad])
+
+
+def _api_acc(prof, sub, tuning, kw, win_n, v):
+    """Accumulators of bms.evaluate.evaluate's SOC series on ``sub`` with voltages ``v``."""
+    sub = type(sub)(sub.path, sub.time_s, sub.current_a, v, sub.temperature_c, sub.soc_ref, {})
+    res = evaluate(prof, sub, "ekf", tuning=tuning, **kw)
+    acc = np.zeros(M.NM)
+    M.accumulate(res.soc_est - sub.soc_ref, sub.soc_ref, M.CONVERGE_BAND, M.late_index(sub.time_s), win_n, acc)
+    return acc
 
 
 def test_exact_hysteresis_decay_path_is_taken(lab, profiles):

@@ -29,12 +29,12 @@ in the vector loop whenever the bound ``gamma |i| + b_max`` shows every set belo
 ``EXP_TAYLOR_MAX`` (otherwise a scalar loop with :func:`bms.soc.ekf.exp_neg`).
 
 Agreement with ``ekf_run`` (n = 1 per set, the single-run path): the same operations in the
-same order, compiled with the same fastmath flags (contraction, reassociation), so results
-differ only by how LLVM contracts and reassociates each compilation: ~1e-14 in SOC per sample,
-metrics within ~1e-13 relative on the benchmark's 20000 samples; a tuning whose filter amplifies
-perturbations (large offset noise, 1 s rest recalibration) can grow that to ~1e-9 in SOC over
-hundreds of samples, as any recompilation of ``ekf_run`` would (tests/test_tune_lanes.py:
-hypothesis over tunings, rtol 1e-6).
+same order (the covariance algebra is shared: :mod:`bms.soc.ekf_cov`), compiled with the same
+fastmath flags, so results differ only by how LLVM contracts and reassociates each compilation:
+~1e-14 in SOC per sample, metrics within ~1e-13 relative on the benchmark's tunings. A tuning
+whose filter amplifies rounding (tiny r_v2 with a 1 s rest recalibration) amplifies that too,
+as much as a one-ulp change of the voltages moves ``ekf_run`` itself (tests/test_tune_lanes.py:
+hypothesis over tunings, bound = 1e-9 relative + 10x that sensitivity).
 """
 
 from __future__ import annotations
