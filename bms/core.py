@@ -16,12 +16,12 @@ the self-discharge check's reference): :mod:`bms.statefile`.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numba as nb
 import numpy as np
 
+from bms import bound
 from bms import layout as L
 from bms.balancing import balance_step
 from bms.contactors import MAINS, contactor_step
@@ -216,9 +216,7 @@ def bind(st: State, inp: Inputs, prm: PackParams):
     """``f(dt_s)`` running :func:`step` on these arrays through the compiled overload resolved
     once here, skipping numba's per-call type dispatch (about 9 us of CPU per call on the
     192-cell pack). The arrays are updated in place by the caller, as usual."""
-    sig = (nb.typeof(st), nb.typeof(inp), nb.typeof(prm), nb.float64)
-    entry = step.compile(sig)
-    return functools.partial(entry, st, inp, prm)
+    return bound.bind(step, st, inp, prm, free=(nb.float64,))
 
 
 def new_inputs(prm: PackParams) -> Inputs:

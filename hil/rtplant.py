@@ -119,7 +119,7 @@ class Plant:
         frames = inj.filter(frames)
         self.t_s = t_s
         self.ticks += 1
-        if self.model.bleed.any():
+        if self.pack.bleeding:   # tracked by the pack node's command decoding
             self.bleed_ticks += 1
         if self.ticks % self.rec_every == 0:
             self._record(t_s)
