@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bms.can.codec import EXTENDED_FLAG, FrameCodec
-from bms.can.frames import data_messages, rows_of, to_arrays, to_messages
+from bms.can.frames import data_messages, frame_copy, padded_copy, rows_of, to_arrays, to_messages
 from bms.can.schedule import due_kernel
 from bms.can.vbus import LockstepBus
 
@@ -134,6 +134,77 @@ def test_recv_all_arrays_equal_to_arrays_of_the_frames(channel):
             assert [bytes(m.data) for m in plain_got[-2:]] == [bytes(m.data) for m in msgs[-2:]]
     finally:
         for b in (rx, tx, plain, filtered):
+            b.shutdown()
+
+
+def test_batch_arrays_are_a_copy_of_the_senders(channel):
+    """8-byte frames (plain copies, no padding kernel): the receiver's arrays are the sender's
+    values at send time, not views of the sender's reused buffers."""
+    rx, tx = LockstepBus(channel=channel), LockstepBus(channel=channel)
+    try:
+        keys, data, dlc = np.array([0x100, 0x200], np.int32), np.arange(16, dtype=np.uint8).reshape(2, 8), np.full(2, 8)
+        tx.send_frames(keys, data, dlc, 1.0)
+        keys[:], data[:], dlc[:] = 7, 0xFF, 1
+        a, msgs = rx.recv_all_arrays()
+        assert _same(a, to_arrays(msgs)) and a.keys.tolist() == [0x100, 0x200]
+        assert a.data.tolist() == np.arange(16).reshape(2, 8).tolist() and a.dlc.tolist() == [8, 8]
+    finally:
+        rx.shutdown()
+        tx.shutdown()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0x7FF), st.integers(0, 8), st.binary(min_size=8, max_size=8)), max_size=12),
+       st.sampled_from(["codec", "int32", "strided"]))
+def test_padded_and_plain_copies_are_to_arrays_of_the_frames(rows, layout):
+    """padded_copy (the bound overload for a codec's C-contiguous int64 / uint8 arrays, the
+    dispatcher otherwise) and frame_copy (plain copies when every frame has 8 bytes) give what
+    to_arrays gives for the same frames."""
+    n = len(rows)
+    keys = np.array([k for k, _, _ in rows], np.int64).reshape(n)
+    dlc = np.array([d for _, d, _ in rows], np.int64).reshape(n)
+    data = np.frombuffer(b"".join(p for _, _, p in rows), np.uint8).reshape(n, 8).copy()
+    if layout == "int32":
+        keys, dlc = keys.astype(np.int32), dlc.astype(np.int32)
+    elif layout == "strided":
+        wide = np.zeros((n, 16), np.uint8)
+        wide[:, ::2] = data
+        data = wide[:, ::2]
+    ref = to_arrays(to_messages(keys, data, dlc, 0.0))[:3]
+    assert _same(padded_copy(keys, data, dlc), ref)
+    assert _same(frame_copy(keys, data, dlc), ref)
+    if n and dlc.min() == 8:
+        assert _same(frame_copy(keys, data, dlc, 8), ref)
+
+
+def test_a_reader_blocked_in_recv_is_woken_by_a_batch(channel):
+    """Deliveries skip the condition's notify only when nobody waits: a thread blocked in
+    ``recv`` (python-can's bus or a LockstepBus) still gets the batch at once."""
+    import threading
+    import time
+
+    waiting = [can.Bus(interface="virtual", channel=channel), LockstepBus(channel=channel)]
+    tx = LockstepBus(channel=channel)
+    got = {}
+
+    def reader(k, bus):
+        t0 = time.monotonic()
+        m = bus.recv(timeout=30.0)
+        got[k] = (m.arbitration_id if m is not None else None, time.monotonic() - t0)
+
+    threads = [threading.Thread(target=reader, args=(k, b)) for k, b in enumerate(waiting)]
+    try:
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + 10.0
+        while any(len(b.queue.not_empty._waiters) == 0 for b in waiting) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        tx.send_frames(np.array([0x123], np.int64), np.zeros((1, 8), np.uint8), np.full(1, 8), 1.0)
+        for th in threads:
+            th.join(20.0)
+        assert [got[k][0] for k in range(2)] == [0x123, 0x123] and max(got[k][1] for k in range(2)) < 20.0
+    finally:
+        for b in (*waiting, tx):
             b.shutdown()
 
 

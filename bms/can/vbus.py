@@ -36,9 +36,20 @@ import numpy as np
 from can.interfaces.virtual import VirtualBus
 
 from bms.can.codec import EXTENDED_FLAG
-from bms.can.frames import CAN_MAX_DLC, FrameArrays, all_data, data_messages, padded_copy, to_arrays
+from bms.can.frames import CAN_MAX_DLC, FrameArrays, all_data, data_messages, frame_copy, to_arrays
 
 _MAX_BATCHES = 256  # batch records kept on a queue that is read otherwise (recv): beyond, dropped
+_NO_FRAMES = FrameArrays(np.zeros(0, np.int64), np.zeros((0, CAN_MAX_DLC), np.uint8), np.zeros(0, np.int64),
+                         np.zeros(0, np.bool_))
+
+
+def _waiting(cond: Any) -> bool:
+    """Some thread waits on ``cond`` (a ``threading.Condition`` whose lock the caller holds: a waiter
+    registers under that lock, so the answer cannot change before the caller releases it). The
+    lock-step loop has no waiting thread: its deliveries and takes skip ``notify`` (a Python-level
+    call that probes the lock) unless some other reader of the channel is blocked in ``recv``."""
+    w = getattr(cond, "_waiters", None)
+    return w is None or len(w) > 0
 
 
 class LockstepBus(VirtualBus):
@@ -71,7 +82,8 @@ class LockstepBus(VirtualBus):
             with q.mutex:
                 q.queue.extend(msgs)
                 q.unfinished_tasks += n
-                q.not_empty.notify(n)
+                if _waiting(q.not_empty):
+                    q.not_empty.notify(n)
                 batches = getattr(q, "lockstep_batches", None)
                 if batches is not None and arrays is not None:
                     if len(batches) >= _MAX_BATCHES:
@@ -109,7 +121,7 @@ class LockstepBus(VirtualBus):
         # the batch's arrays for a receiving LockstepBus (as to_arrays of the messages would give them)
         arrays = None
         if w == CAN_MAX_DLC and 0 <= min(dlc_l) and max(dlc_l) <= CAN_MAX_DLC:
-            arrays = FrameArrays(*padded_copy(keys, data, dlc), all_data(n))
+            arrays = FrameArrays(*frame_copy(keys, data, dlc, min(dlc_l)), all_data(n))
 
         def make(is_rx: bool) -> list[can.Message]:
             return data_messages(keys_l, dlc_l, raw, w, ts, ch, is_rx)
@@ -121,11 +133,15 @@ class LockstepBus(VirtualBus):
         self._check_if_open()
         q = self.queue
         with q.mutex:
+            if not q.queue:
+                q.lockstep_batches.clear()
+                return [], []
             msgs = list(q.queue)
             q.queue.clear()
-            batches = list(q.lockstep_batches)
-            q.lockstep_batches.clear()
-            q.not_full.notify_all()
+            batches = q.lockstep_batches
+            q.lockstep_batches = []
+            if _waiting(q.not_full):
+                q.not_full.notify_all()
         return msgs, batches
 
     def recv_all(self) -> list[can.Message]:
@@ -140,6 +156,8 @@ class LockstepBus(VirtualBus):
         the same as ``to_arrays`` of the messages; see the module docstring). The arrays may be
         shared with other receivers of the same batch: read them, do not modify them."""
         msgs, batches = self._take()
+        if not msgs:
+            return _NO_FRAMES, msgs
         if self._filters is not None:
             msgs = [m for m in msgs if self._matches_filters(m)]
             return to_arrays(msgs), msgs

@@ -23,7 +23,7 @@ import numpy as np
 
 from bms import core
 from bms import layout as L
-from bms.can.frames import padded_copy, to_messages
+from bms.can.frames import frame_copy, to_messages
 from bms.can.socketbatch import SocketBatch
 from bms.contactors import MAINS
 from bms.diag_table import FAULTS
@@ -221,7 +221,7 @@ class BmsNode:
             return 0
         if self.bus is None:
             if self.sent_arrays is not None:
-                self.sent_arrays.append((t_s, *padded_copy(keys, data, dlc)))
+                self.sent_arrays.append((t_s, *frame_copy(keys, data, dlc)))
             else:
                 self.sent += to_messages(keys, data, dlc, t_s)
             return n
