@@ -36,7 +36,7 @@ import numpy as np
 
 from bms import layout as L
 from bms.can.codec import EXTENDED_FLAG
-from bms.can.frames import FrameArrays, all_data, to_arrays, to_messages
+from bms.can.frames import FrameArrays, all_data, all_true, to_arrays, to_messages
 from bms.can.vbus import LockstepBus
 from bms.diag_table import FAULTS
 from bms.node import BmsNode, SimClock
@@ -222,6 +222,7 @@ class CoSim:
         frames = 0
         bleed_ticks = 0
         writers = self.writers
+        specs = inj.specs
         wall0 = time.perf_counter()
         t = 0.0
         for k in range(1, n_ticks + 1):
@@ -234,7 +235,7 @@ class CoSim:
             if seg_i >= len(segs):
                 break
             seg = segs[seg_i]
-            if inj.specs:
+            if specs:
                 inj.due(t, self.pack.conditions)
             bus_v = pk[PK_VBUS]
             inp[IN_I_A] = segment_current(seg, t - seg_t0, vcu, chg, bus_v, dt)
@@ -247,7 +248,7 @@ class CoSim:
             a, bms_frames = self._exchange(plant, plant_msgs, t)
             n_bms = a.keys.shape[0]
             if n_bms:
-                if not a.data_frame.all():
+                if not all_true(a.data_frame):
                     a = FrameArrays(*(x[a.data_frame] for x in a))
                 pack.on_arrays(a.keys, a.data, a.dlc)
                 self.view.feed_arrays(a.keys, a.data, a.dlc, t)
@@ -260,9 +261,10 @@ class CoSim:
                         w.on_message_received(m)
             # ---- events at tick resolution
             out = node.st.out
-            state = int(out[L.Y_STATE]) if out[L.Y_STATE] == out[L.Y_STATE] else 0
+            y_state, y_fbits = out[L.Y_STATE], out[L.Y_FAULT_BITS]
+            state = int(y_state) if y_state == y_state else 0
             cmd = int(node.st.s[L.S_CONTACTORS])
-            fbits = 0 if math.isnan(out[L.Y_FAULT_BITS]) else int(out[L.Y_FAULT_BITS])
+            fbits = int(y_fbits) if y_fbits == y_fbits else 0
             if state != prev_state:
                 events.append((t, "state", f"{L.STATE_NAMES[prev_state] if prev_state >= 0 else '-'} -> {L.STATE_NAMES[state]}"))
                 states_seen.add(state)
@@ -286,9 +288,10 @@ class CoSim:
                     elif (prev_bits & ~fbits) >> fd.id & 1:
                         events.append((t, "fault", f"{fd.name} cleared"))
                 prev_bits = fbits
-            for f in inj.specs:  # contactors already open when the fault came: open at once
-                if f.t_on is not None and f.t_open is None and cmd & (L.K_NEG | L.K_POS | L.K_PRE) == 0:
-                    f.t_open = t
+            if specs and cmd & (L.K_NEG | L.K_POS | L.K_PRE) == 0:  # contactors already open when a fault came
+                for f in specs:
+                    if f.t_on is not None and f.t_open is None:
+                        f.t_open = t
             if pack.bleeding:
                 bleed_ticks += 1
             if k % rec_every == 0:

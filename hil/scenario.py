@@ -60,7 +60,9 @@ class Segment:
     def demand(self, t_in_s: float) -> float:
         """The duty cycle's demand ``t_in_s`` into the segment (A or W, + = charge)."""
         tau = t_in_s % self.period_s
-        return float(self.values[np.searchsorted(self.times_s, tau, side="right") - 1])
+        ts = self.times_s  # the array's own method: np.searchsorted's wrapper costs as much again
+        i = ts.searchsorted(tau, side="right") if isinstance(ts, np.ndarray) else np.searchsorted(ts, tau, side="right")
+        return float(self.values[i - 1])
 
 
 @dataclass

@@ -192,6 +192,9 @@ class BmsNode:
         """Per task that ran in this tick: count the run and, when ``count_overruns``, an overrun if
         it completed after its deadline (its release time plus its period)."""
         ran = int(self.st.s[L.S_TASKS_RAN])
+        if ran == 1 << L.T_FAST and not count_overruns:  # the usual tick: only the fast task, no deadline counted
+            self.stats.task_runs[L.TASK_NAMES[L.T_FAST]] += 1
+            return
         for k, name in enumerate(L.TASK_NAMES):
             if ran >> k & 1:
                 self.stats.task_runs[name] += 1
