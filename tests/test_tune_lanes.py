@@ -47,11 +47,12 @@ def lab():
 
 @pytest.fixture(scope="module")
 def profiles():
-    prof = load_profile("winston_lfp100")
-    g = 1.0 + 0.3 * np.cos(np.linspace(0.0, 3.0, prof.soc.size))[None, :] * np.ones((prof.temp_c.size, 1))
-    rc = dataclasses.replace(prof, tables={**prof.tables, RC_SOC_KEY: g})
-    assert rc.params.rc_soc_on and not prof.params.rc_soc_on
-    return {False: prof, True: rc}
+    shipped = load_profile("winston_lfp100")  # ships a G: one without (G = 1), one with a G crossing 1
+    flat = dataclasses.replace(shipped, tables={**shipped.tables, RC_SOC_KEY: np.ones_like(shipped.tables[RC_SOC_KEY])})
+    g = 1.0 + 0.3 * np.cos(np.linspace(0.0, 3.0, flat.soc.size))[None, :] * np.ones((flat.temp_c.size, 1))
+    rc = dataclasses.replace(flat, tables={**flat.tables, RC_SOC_KEY: g})
+    assert rc.params.rc_soc_on and not flat.params.rc_soc_on
+    return {False: flat, True: rc}
 
 
 tuning = st.fixed_dictionaries({key: (st.one_of(st.just(0.0), st.floats(1e-6 * hi, hi)) if lo == 0 else

@@ -31,8 +31,9 @@ def register(sub) -> None:
     f.add_argument("--fit-current-offset", action="store_true",
                    help="also fit each record's constant current-sensor offset (a nuisance, reported in [fit])")
     f.add_argument("--rc-soc-factor", action="store_true",
-                   help="also fit the RC resistances' SOC factor G(T, z) (rc_soc_factor) and read the slow "
-                        "curves with the SOC-dependent polarisation I R_ss(z) (docs/cell-profiles.md)")
+                   help="also fit the RC resistances' SOC factor G(T, z) (rc_soc_factor), in a second stage with "
+                        "the other parameters held, and read the slow curves with the SOC-dependent "
+                        "polarisation I R_ss(z) (docs/cell-profiles.md)")
     f.add_argument("-o", "--output", required=True, help="profile TOML to write")
     f.add_argument("--plot", help="PNG: measured vs model voltage and residual per drive file")
     f.set_defaults(func=run_fit)

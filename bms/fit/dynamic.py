@@ -194,6 +194,9 @@ def fit_drive(data: LabData, soc: np.ndarray, rows: RowsFn, guess: dict[str, flo
     start = _pack(_clip(guess))
     for k in zero:  # linear keys: held at exactly 0
         start[FIT_KEYS.index(k)] = 0.0
+    for k in set(fixed) - zero:  # held at exactly the given value (not nudged inside the bounds)
+        if k in guess:
+            start[FIT_KEYS.index(k)] = np.log(guess[k]) if _LOG[FIT_KEYS.index(k)] else guess[k]
 
     def full(u):
         x = start.copy()

@@ -21,7 +21,10 @@ discharge curve only near full (the charge curve bends up there from polarisatio
 charge curve only near empty (the discharge curve collapses there), and never a point
 where a curve sits clamped at a voltage cutoff. Finally both branches ``OCV - M`` and
 ``OCV + M`` are made non-decreasing in SOC by isotonic regression (the least-squares closest
-monotone curve), so OCV is monotone and a rested voltage maps to one SOC on either branch.
+monotone curve) rising at least :data:`MIN_SLOPE_V` per unit SOC, so OCV is strictly increasing
+and a rested voltage maps to one SOC on either branch (a flat run, e.g. near full where the
+discharge curve sags, would map one voltage to every SOC of the run: a power-up at 95 % SOC
+read 92 %, the run's low end).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ PLATEAU_SOC = (0.20, 0.80)
 LOW_CAP = 1.5
 #: weight of the discharge curve in the OCV: 0 below LO, 1/2 between, 1 above HI (linear ramps)
 W_DIS_KNOTS = ((0.0, 0.0), (0.03, 0.0), (0.10, 0.5), (0.90, 0.5), (0.97, 1.0), (1.0, 1.0))
+#: least slope (V per unit SOC) of the OCV branches: 0.1 mV per % SOC, a tenth of the plateau's
+MIN_SLOPE_V = 0.01
 
 
 @dataclass
@@ -128,9 +133,11 @@ def _clamped(v: np.ndarray, from_end: str) -> np.ndarray:
     return mask
 
 
-def monotone(v: np.ndarray) -> np.ndarray:
-    """The closest non-decreasing sequence in least squares (isotonic regression)."""
-    return np.asarray(isotonic_regression(np.asarray(v, dtype=float), increasing=True).x)
+def monotone(v: np.ndarray, min_step: float = 0.0) -> np.ndarray:
+    """The closest sequence in least squares that rises at least ``min_step`` from each sample to
+    the next (isotonic regression of ``v - min_step k``, the ramp added back; 0: non-decreasing)."""
+    ramp = min_step * np.arange(np.size(v))
+    return np.asarray(isotonic_regression(np.asarray(v, dtype=float) - ramp, increasing=True).x) + ramp
 
 
 def ocv_hyst_row(curves: SlowCurves, j: int, gamma: float, m0_v: float, p_slow_v: float | np.ndarray,
@@ -162,15 +169,16 @@ def ocv_hyst_row(curves: SlowCurves, j: int, gamma: float, m0_v: float, p_slow_v
     w = np.interp(z, kz, kw)
     w[cl_d] = 0.0
     w[cl_c] = 1.0
-    return monotone_branches(w * ocv_d + (1.0 - w) * ocv_c, m)
+    return monotone_branches(w * ocv_d + (1.0 - w) * ocv_c, m, MIN_SLOPE_V * (z[1] - z[0]))
 
 
-def monotone_branches(ocv_v: np.ndarray, hyst_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Make the discharge (OCV - M) and charge (OCV + M) branches non-decreasing in SOC by
-    isotonic regression, then OCV = mean and M = half-difference (so OCV is monotone too and
-    a rested voltage maps to one SOC on either branch)."""
-    lo = monotone(ocv_v - hyst_v)
-    hi = np.maximum(monotone(ocv_v + hyst_v), lo)
+def monotone_branches(ocv_v: np.ndarray, hyst_v: np.ndarray, min_step: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Make the discharge (OCV - M) and charge (OCV + M) branches rise at least ``min_step``
+    per SOC sample by isotonic regression (:func:`monotone`), then OCV = mean and M =
+    half-difference (so OCV rises by ``min_step`` too and a rested voltage maps to one SOC on
+    either branch)."""
+    lo = monotone(ocv_v - hyst_v, min_step)
+    hi = np.maximum(monotone(ocv_v + hyst_v, min_step), lo)
     return 0.5 * (lo + hi), 0.5 * (hi - lo)
 
 

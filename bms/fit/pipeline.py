@@ -17,6 +17,9 @@ from bms.labdata import DataError, LabData, load_csv
 from bms.profile import CellLimits, Profile, read_limits, to_params
 
 KELVIN = 273.15
+#: held in the second (G) stage of ``--rc-soc-factor``: every fitted key but G's log-increments
+#: and the record's initial RC voltages
+G_STAGE_FIXED = tuple(k for k in dynamic.FIT_KEYS if k not in rsoc.RC_KEYS + ("v1_init_v", "v2_init_v", "i_offset_c"))
 
 
 def load_datasheet(path: str | Path) -> tuple[dict, CellLimits]:
@@ -71,10 +74,14 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
                 capacity_ah: float, eta_chg: float, datasheet: str | Path, dsoc: float = 0.01,
                 iterations: int = 1, i_sign_a: float | None = None, fit_offset: bool = False,
                 rc_soc: bool = False, log=print) -> FitResult:
-    """Fit a whole cell profile (module docstring); ``log`` receives progress lines. With
-    ``rc_soc`` the RC resistances' SOC factor G is fitted too and the slow curves are read with
-    the SOC-dependent polarisation ``I R_ss(z)`` (:func:`p_slow`); without it G = 1 and the slow
-    test's polarisation is ``I R_ss`` at the reference SOC (the profiles shipped so far)."""
+    """Fit a whole cell profile (module docstring); ``log`` receives progress lines. Each drive
+    record is first fitted with G = 1 (the slow test's polarisation ``I R_ss`` at the reference
+    SOC). With ``rc_soc`` a second least squares then fits only the RC resistances' SOC factor G
+    (and the record's initial RC voltages), every other parameter held at the first stage, the
+    slow curves read with the SOC-dependent polarisation ``I R_ss(z)`` (:func:`p_slow`). Why two
+    stages: fitted jointly, G trades against the plateau's R1, R2 (at 25 C R2 -11 %), the
+    polarisation the SOC estimator reads the plateau through; the EKF then reads P25 ~1 % low
+    (docs/cell-profiles.md, 'RC SOC factor G')."""
     info, limits = load_datasheet(datasheet)
     if not capacity_ah > 0 or not 0.8 <= eta_chg <= 1.0:
         raise ValueError(f"capacity_ah must be > 0 and eta in [0.8, 1], got {capacity_ah}, {eta_chg}")
@@ -103,15 +110,21 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
                 guess.update({k: fits_prev[len(fits)].values[k] for k in dynamic.RECORD_KEYS})
 
             def rows_fn(v, j=j):
-                if not rc_soc:
-                    return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a), eta_chg)
+                return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a), eta_chg)
+
+            def rows_g(v, j=j):
                 f, g = rsoc.factor_row(curves.soc, v), rsoc.factor_row(curves.soc, v, rsoc.RC_KEYS)
                 return ocv.ocv_hyst_row(curves, j, v["gamma"], v["m0_v"], p_slow(v, i_slow_a, f, g), eta_chg)
 
             f = dynamic.fit_drive(rec, curves.soc, rows_fn, guess, capacity_ah, eta_chg, i_sign, fit_offset=fit_offset,
-                                  zero=() if rc_soc else rsoc.RC_KEYS)
+                                  zero=rsoc.RC_KEYS)
             log(f"  pass {it + 1}: {Path(rec.path).name} at {f.temp_c:g} C: RMSE {1e3 * f.rmse_v:.2f} mV "
                 f"({f.n_eval} evaluations)")
+            if rc_soc:  # second stage: G's shape only, everything else held at the G = 1 fit
+                f = dynamic.fit_drive(rec, curves.soc, rows_g, f.values, capacity_ah, eta_chg, i_sign,
+                                      fit_offset=fit_offset, fixed=G_STAGE_FIXED)
+                log(f"  pass {it + 1}: {Path(rec.path).name} at {f.temp_c:g} C, RC SOC factor G: "
+                    f"RMSE {1e3 * f.rmse_v:.2f} mV ({f.n_eval} evaluations)")
             fits.append(f)
         fitted = {k: np.array([f.values[k] for f in fits]) for k in dynamic.FIT_KEYS if k not in dynamic.RECORD_KEYS}
         rsoc.fill_uncovered(fit_t, fitted, [rsoc.covered(rec, capacity_ah) for rec in records])
@@ -134,7 +147,7 @@ def fit_profile(name: str, ocv_path: str | Path, i_slow_a: float, drive_paths: l
         "iterations": iterations, "temperature_rule": temperature.RULE_TEXT,
         "ocv_method": "weighted mean of the slow curves corrected for the slow-test polarisation P, m0 and "
                       "the dynamic hysteresis state (bms/fit/ocv.py); branches OCV-M and OCV+M made "
-                      "non-decreasing in SOC by isotonic regression",
+                      f"rising at least {1e3 * ocv.MIN_SLOPE_V / 100:g} mV per % SOC by isotonic regression",
         "hyst_method": "M = (v_chg - v_dis - 2 m0 - 2 P) / (h_chg - h_dis) in SOC "
                        f"{ocv.CORE_SOC[0]}..{ocv.CORE_SOC[1]}, edge values held outside, capped at the "
                        f"SOC {ocv.PLATEAU_SOC[0]}..{ocv.PLATEAU_SOC[1]} median above and {ocv.LOW_CAP} x it below; "

@@ -4,7 +4,8 @@ series resistance and ``Rj(T, z) = Rj(T) G(T, z)`` (j = 1, 2) for the RC polaris
 Each factor (``F``: keys :data:`KEYS`, ``G``: keys :data:`RC_KEYS`, the same shape rule; ``G``
 only with ``bms profile fit --rc-soc-factor``) is fitted on the drive cycles as a coarse,
 monotone shape, so that it generalises rather
-than follows one file: ``ln F`` is piecewise linear in SOC between the knots :data:`KNOTS`
+than follows one file (``G`` in a second stage, with every other parameter held at the
+``G = 1`` fit, :func:`bms.fit.pipeline.fit_profile`): ``ln F`` is piecewise linear in SOC between the knots :data:`KNOTS`
 (0.1, 0.3, 0.5, 0.7, 0.9), held flat below the first and above the last, with ``F = 1`` at
 the reference knot 0.7 (a SOC every drive record covers; ``R0(T)`` is the resistance there).
 It is parameterised by non-negative log-increments (shown for :data:`KEYS`; ``rc_soc_d..`` for ``G``)::
@@ -52,7 +53,9 @@ METHOD_TEXT = (
 RC_METHOD_TEXT = (
     "R1,2(T, z) = R1,2(T) G(T, z), G with the same rule as F (log-increments rc_soc_d10..d90, ln G linear in "
     "1/T between drive temperatures, held outside); slow curves read with P(z) = I ((R0_chg + R0_dis)/2 F(z) "
-    "+ (R1 + R2) G(z)) + p_extra (bms profile fit --rc-soc-factor)"
+    "+ (R1 + R2) G(z)) + p_extra (bms profile fit --rc-soc-factor); fitted in a second least squares per drive "
+    "record with every other parameter held at the G = 1 fit (only G's increments and the record's initial RC "
+    "voltages free)"
 )
 
 

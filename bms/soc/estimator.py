@@ -24,7 +24,7 @@ from bms.model import CellParams
 from bms.soc.cc import cc_cell
 from bms.soc.ekf import ekf_run
 from bms.soc.layout import (
-    IBIAS, IC_T, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
+    IBIAS, IC_T, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, IZG, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
     T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_SIGMA_R, T_TAU_E,
     T_RREST, T_RV,
 )
@@ -107,6 +107,7 @@ def new_state(n: int, p: CellParams, tune: np.ndarray | None = None) -> tuple[np
     tune = default_tuning(EST_EKF, p) if tune is None else tune
     x = np.zeros((n, NXE))
     x[:, IZ] = 0.5
+    x[:, IZG] = 0.5
     x[:, ICAP] = p.capacity_ah
     x[:, ITHOLD] = 25.0
     x[:, IC_T] = -1e300  # no cached temperature scalars yet
@@ -122,6 +123,7 @@ def new_state(n: int, p: CellParams, tune: np.ndarray | None = None) -> tuple[np
 def init_at_soc(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray, soc, temp_c, h: float = 0.0) -> None:
     """Initialise at a known SOC (e.g. restored from saved state), RC voltages zero."""
     x[:, IZ] = np.clip(soc, 0.0, 1.0)
+    x[:, IZG] = x[:, IZ]
     x[:, IH] = h
     x[:, IS] = np.sign(h)
     x[:, ITHOLD] = temp_c
@@ -148,6 +150,7 @@ def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray
         z_hi, _ = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), -1.0, -1.0)
         z_lo, _ = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), 1.0, 1.0)
         x[c, IZ] = z
+        x[c, IZG] = z
         x[c, IVHOLD] = cell_v[c]
         spread = 0.5 * abs(z_hi - z_lo) if h == 0.0 else 0.0
         P[c, PZ, PZ] = max(tune[T_P0Z], spread**2 + 1e-4)

@@ -22,6 +22,8 @@ Estimator state ``x`` (n, NXE):
  14   E_BAR      exponentially weighted mean of the voltage innovation (V)
  15.. CACHE      temperature-dependent scalars of the last (T, dt), recomputed only when
                  either changes: T, dt, a1, a2, R1, R2, gamma, M0, R0chg, R0dis, j, wt
+ 27   ZG         SOC at which the RC SOC factor G is read: Z unless charging, then counted charge
+                 pulled toward Z (time constant bms.soc.ekf.G_TAU_S)
 ====  =========  ====================================================================
 
 Covariance ``P`` (n, NP, NP) over the filtered states [Z, V1, V2, H, BIAS].
@@ -31,7 +33,8 @@ Tuning ``tune`` (NT,): see the T_* indices.
 
 IZ, IV1, IV2, IH, IS, IBIAS, IREST, IFLAGS, IIHOLD, ITHOLD, IVHOLD, ICAP, INHELD, IRECAL, IEBAR = range(15)
 (IC_T, IC_DT, IC_A1, IC_A2, IC_R1, IC_R2, IC_GAM, IC_M0, IC_R0C, IC_R0D, IC_J, IC_W) = range(15, 27)
-NXE = 27
+IZG = 27  # SOC at which G is read: counted charge, set to Z at rest (bms.soc.ekf)
+NXE = 28
 NP = 5
 PZ, PV1, PV2, PH, PB = range(5)
 

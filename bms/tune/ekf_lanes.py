@@ -45,7 +45,7 @@ import numba as nb
 import numpy as np
 
 from bms.model import bilinear, grid_bracket
-from bms.soc.ekf import EXP_TAYLOR_MAX, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, temp_scalars
+from bms.soc.ekf import EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, temp_scalars
 from bms.soc.ekf_cov import cov_correct, cov_ph, cov_predict, cov_rc_soc
 from bms.soc.layout import (
     IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W, NXE,
@@ -61,8 +61,8 @@ L = LANES
 (RZ, RV1, RV2, RH, RS, RB, RREST, REB,
  R00, R01, R02, R03, R04, R11, R12, R13, R14, R22, R23, R24, R33, R34, R44,
  RQZ, RQZA, RQV, RQV2, RQH, RQB, RINVRV, RRV, RRREST, RSIGR, RRESTI, RRESTS, RBMAX, RTAUE, RKE,
- RAH, RGRC, RDGRC, ROCV, RDOCV, RM, RDM, RF) = range(46)
-NROW = 46
+ RAH, RGRC, RDGRC, ROCV, RDOCV, RM, RDM, RF, RZG) = range(47)
+NROW = 47
 #: (row of S, index in the tuning vector) of the tuning values the kernel reads per set
 TUNE_ROWS = ((RQZ, T_QZ), (RQZA, T_QZ_ADAPT), (RQV, T_QV), (RQV2, T_QV2), (RQH, T_QH), (RQB, T_QB), (RRV, T_RV),
              (RRREST, T_RREST), (RSIGR, T_SIGMA_R), (RRESTI, T_REST_I), (RRESTS, T_REST_S), (RBMAX, T_BIAS_MAX),
@@ -87,6 +87,7 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
     for r in range(L):
         tn = tunes[r]
         S[RZ * L + r] = min(max(z0, 0.0), 1.0)
+        S[RZG * L + r] = S[RZ * L + r]
         S[R00 * L + r] = max(tn[T_P0Z], p0z_floor) if p0z_floor >= 0.0 else tn[T_P0Z]
         S[R11 * L + r] = 1e-6
         S[R22 * L + r] = 1e-6
@@ -135,12 +136,19 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
             jt = int(xc[0, IC_J])
             jt1 = jt if one_t else jt + 1
             wtt = xc[0, IC_W]
+            kg = min(dt / G_TAU_S, 1.0)
             for r in range(L):
-                kt, wst = grid_bracket((S[RZ * L + r] - soc0) * inv_dsoc, ns)
+                # G read at zg (bms.soc.ekf): z unless charging, then counted and pulled toward z
+                z = S[RZ * L + r]
+                zg = S[RZG * L + r]
+                charging = i_hold - S[RB * L + r] > S[RRESTI * L + r]
+                zg = zg + (z - zg) * kg if charging else z
+                S[RZG * L + r] = zg
+                kt, wst = grid_bracket((zg - soc0) * inv_dsoc, ns)
                 grc, dgrc = bilinear(rcf_t[jt, kt], rcf_t[jt, kt + 1], rcf_t[jt1, kt], rcf_t[jt1, kt + 1], wst,
                                      wtt)
                 S[RGRC * L + r] = grc
-                S[RDGRC * L + r] = dgrc
+                S[RDGRC * L + r] = 0.0 if charging else dgrc
         # ---- time update
         for r in range(L):
             b = S[RB * L + r]
@@ -154,6 +162,7 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
             h_old = S[RH * L + r]
             u0 = -eta * dt_q
             S[RZ * L + r] = S[RZ * L + r] - u0 * i_prev
+            S[RZG * L + r] = S[RZG * L + r] - u0 * i_prev
             S[RV1 * L + r] = a1 * S[RV1 * L + r] + r1 * (1.0 - a1) * i_prev
             S[RV2 * L + r] = a2 * S[RV2 * L + r] + r2 * (1.0 - a2) * i_prev
             S[RH * L + r] = ah * h_old + (1.0 - ah) * sgn

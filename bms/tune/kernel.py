@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 
 from bms.soc.estimator import EST_EKF, soc_step
-from bms.soc.layout import IC_T, ICAP, ITHOLD, IVHOLD, IZ, NP, NXE, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
+from bms.soc.layout import IC_T, ICAP, ITHOLD, IVHOLD, IZ, IZG, NP, NXE, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
 from bms.tune.ekf_lanes import LANES, ekf_lanes
 from bms.tune.metrics import NM, acc_add, acc_finish, acc_reset
 
@@ -34,6 +34,7 @@ def run_job(kind, p, tune, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_flo
     x = np.zeros((1, NXE))
     P = np.zeros((1, NP, NP))
     x[0, IZ] = min(max(z0, 0.0), 1.0)
+    x[0, IZG] = x[0, IZ]  # G's SOC (as estimator.init_at_soc)
     x[0, ICAP] = cap_ah
     x[0, ITHOLD] = temp_c[0]
     x[0, IC_T] = -1e300  # no cached temperature scalars yet (as estimator.new_state)
