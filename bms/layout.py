@@ -326,8 +326,8 @@ class State(NamedTuple):
     s: np.ndarray            # (NS,) scalar state S_*
     out: np.ndarray          # (NY,) outputs Y_*
     bleed: np.ndarray        # (n_series,) bool, bleed command per cell (output)
-    x: np.ndarray            # (n_series, NXE) estimator state, x[:, 0] = cell SOC
-    P: np.ndarray            # (n_series, NP, NP) estimator covariance
+    x: np.ndarray            # (n_series, NXW) estimator state, x[:, 0] = cell SOC (bms.soc.layout)
+    P: np.ndarray            # (n_series, NP, NP) estimator covariance, a view into x's storage
     fst: np.ndarray          # (NF, NFS) fault status FS_*
     fcnt: np.ndarray         # (NF, 3) debounce counters (warning, fault, critical), s
     q: np.ndarray            # (NQ,) measured quantities of this step
@@ -345,6 +345,17 @@ class State(NamedTuple):
     est_v_acc: np.ndarray    # (n_series,) cell voltage accumulated over the estimator period, V s
     est_ok: np.ndarray       # (n_series,) bool, the cell was fresh at every sample of the period
     sd: np.ndarray           # (n_series, NSD) self-discharge check SD_* (bleed charge, reference rest point)
+
+    def __deepcopy__(self, memo):
+        """Field by field, with the copy's ``x`` and ``P`` again views of one array (the
+        estimator's in-place layout, bms.soc.estimator.state_arrays)."""
+        import copy
+
+        from bms.soc.estimator import copy_state
+
+        x, P = copy_state(self.x, self.P)
+        return State(*(x if f == "x" else P if f == "P" else copy.deepcopy(getattr(self, f), memo)
+                       for f in self._fields))
 
 
 def _check_kernel_cache() -> None:

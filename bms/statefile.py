@@ -27,6 +27,7 @@ from bms import layout as L
 from bms.diag_table import FAULTS
 from bms.layout import State
 from bms.pack import PackParams
+from bms.soc.layout import NXE
 
 STATE_FORMAT = 2
 READS = (1, 2)   # formats this firmware loads
@@ -44,7 +45,7 @@ def save_state(st: State, path: str | Path, rested: bool = False, wall_s: float 
         np.savez(fh, format=STATE_FORMAT, fault_names=np.array([f.name for f in FAULTS]),
                  latched=np.where(persist, st.fst[:, L.FS_LATCHED], 0.0),
                  latched_crit=np.where(persist, st.fst[:, L.FS_LATCHED_CRIT], 0.0),
-                 count=st.fst[:, L.FS_COUNT], x=st.x, P=st.P, soc_display=s[L.S_SOC_DISPLAY],
+                 count=st.fst[:, L.FS_COUNT], x=st.x[:, :NXE], P=st.P, soc_display=s[L.S_SOC_DISPLAY],
                  saved_wall_s=time.time() if wall_s is None else float(wall_s), rested=bool(rested),
                  rest_s=s[L.S_REST_T_S], sd=st.sd[:, SD_COLS],
                  sd_ref=np.array([s[L.S_TIME_S] - s[L.S_SD_REF_T_S], s[L.S_SD_REF_SLOPE], s[L.S_SD_REF_SOC]]))
@@ -70,12 +71,13 @@ def load_state(prm: PackParams, path: str | Path, wall_s: float | None = None) -
     names = [str(n) for n in data["fault_names"]]
     if names != [f.name for f in FAULTS]:
         raise ValueError(f"{path}: saved fault table does not match this firmware's")
-    if data["x"].shape != st.x.shape or data["P"].shape != st.P.shape:
-        raise ValueError(f"{path}: saved estimator state has shape {data['x'].shape}, this pack needs {st.x.shape}")
+    if data["x"].shape != st.x[:, :NXE].shape or data["P"].shape != st.P.shape:
+        raise ValueError(f"{path}: saved estimator state has shape {data['x'].shape}, this pack needs "
+                         f"{st.x[:, :NXE].shape}")
     st.fst[:, L.FS_LATCHED] = data["latched"]
     st.fst[:, L.FS_LATCHED_CRIT] = data["latched_crit"]
     st.fst[:, L.FS_COUNT] = data["count"]
-    st.x[:] = data["x"]
+    st.x[:, :NXE] = data["x"]  # the state columns (the rest is the EKF's P and scratch)
     st.P[:] = data["P"]
     st.s[L.S_SOC_DISPLAY] = float(data["soc_display"])
     if fmt >= 2:

@@ -24,7 +24,7 @@ from bms.model import CellParams
 from bms.soc.cc import cc_cell
 from bms.soc.ekf import ekf_run
 from bms.soc.layout import (
-    IBIAS, IC_T, ICAP, IH, IS, ITHOLD, IVHOLD, IZ, IZG, NP, NT, NXE, PB, PH, PV1, PV2, PZ,
+    IBIAS, IC_T, ICAP, IH, IP, IS, ITHOLD, IVHOLD, IZ, IZG, NP, NT, NXW, PB, PH, PV1, PV2, PZ, ROW_CELLS,
     T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_SIGMA_R, T_TAU_E,
     T_RREST, T_RV,
 )
@@ -102,16 +102,37 @@ def default_tuning(kind: int, p: CellParams) -> np.ndarray:
     return tuning_vector(p)
 
 
+@nb.njit(cache=True)
+def state_arrays(n):
+    """Zero ``x`` (n, NXW) and ``P`` (n, NP, NP) as views of one (NXW, ROW_CELLS) array, a row
+    per column of ``x`` (P in x's columns IP..; bms.soc.layout): the layout the EKF kernel runs
+    in place (more than ROW_CELLS cells: rows of n, which the kernel copies in blocks)."""
+    W = np.zeros((NXW, max(n, ROW_CELLS)))
+    x = W[:, :n].T
+    P = np.lib.stride_tricks.as_strided(W[IP:], shape=(n, NP, NP), strides=(8, NP * W.shape[1] * 8, W.shape[1] * 8))
+    return x, P
+
+
+def copy_state(x: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``x``, ``P`` in the layout of :func:`state_arrays` (``np.copy`` of either alone
+    would lose it)."""
+    x2, P2 = state_arrays(x.shape[0])
+    x2[:, :x.shape[1]] = x
+    P2[:] = P
+    return x2, P2
+
+
 def new_state(n: int, p: CellParams, tune: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """State for ``n`` cells at 50 % SOC, hysteresis unknown; call an init_* before use."""
+    """State for ``n`` cells at 50 % SOC, hysteresis unknown; call an init_* before use.
+    ``x`` (n, NXW) and ``P`` (n, NP, NP) are views of one array (:func:`state_arrays`): keep
+    them together (a copy of one runs the EKF through a scratch copy, see bms.soc.ekf.ekf_run)."""
     tune = default_tuning(EST_EKF, p) if tune is None else tune
-    x = np.zeros((n, NXE))
+    x, P = state_arrays(n)
     x[:, IZ] = 0.5
     x[:, IZG] = 0.5
     x[:, ICAP] = p.capacity_ah
     x[:, ITHOLD] = 25.0
     x[:, IC_T] = -1e300  # no cached temperature scalars yet
-    P = np.zeros((n, NP, NP))
     P[:, PZ, PZ] = 0.25
     P[:, PV1, PV1] = 1e-6
     P[:, PV2, PV2] = 1e-6

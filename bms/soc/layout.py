@@ -28,6 +28,8 @@ Estimator state ``x`` (n, NXE):
 
 Covariance ``P`` (n, NP, NP) over the filtered states [Z, V1, V2, H, BIAS].
 
+Storage: see ROW_CELLS below (x has NXW columns; the table above is its first NXE).
+
 Tuning ``tune`` (NT,): see the T_* indices.
 """
 
@@ -37,6 +39,16 @@ IZG = 27  # SOC at which G is read: counted charge, set to Z at rest (bms.soc.ek
 NXE = 28
 NP = 5
 PZ, PV1, PV2, PH, PB = range(5)
+#: the EKF's storage (bms.soc.ekf): one (NXW, ROW_CELLS) array, a row per column of ``x``, of
+#: which ``x`` (n, NXW) and ``P`` (n, NP, NP) are views (bms.soc.estimator.new_state). Columns
+#: IP.. hold P (``P[c, i, j] = x[c, IP + NP i + j]``), IW.. the kernel's per-sample scratch.
+#: The rows' fixed length makes every state a compile-time offset from the first: the kernel's
+#: loops over cells vectorise (SIMD lanes = cells)
+IP = NXE
+IW = IP + NP * NP
+NW = 18
+NXW = IW + NW
+ROW_CELLS = 1000
 
 FLAG_V_HELD = 1  # last voltage sample was not usable (NaN/inf/invalid): measurement update skipped
 FLAG_I_HELD = 2  # last current sample was not finite: previous current held

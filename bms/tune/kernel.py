@@ -19,8 +19,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from bms.soc.estimator import EST_EKF, soc_step
-from bms.soc.layout import IC_T, ICAP, ITHOLD, IVHOLD, IZ, IZG, NP, NXE, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
+from bms.soc.estimator import EST_EKF, soc_step, state_arrays
+from bms.soc.layout import IC_T, ICAP, ITHOLD, IVHOLD, IZ, IZG, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
 from bms.tune.ekf_lanes import LANES, ekf_lanes
 from bms.tune.metrics import NM, acc_add, acc_finish, acc_reset
 
@@ -31,8 +31,7 @@ def run_job(kind, p, tune, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_flo
     """One estimator run from SOC ``z0`` with estimator capacity ``cap_ah``:
     ``x_k = soc_step(x_{k-1}, i_k, v_k, T_k, t_k - t_{k-1})``, ``out += acc(z_k - z_true,k)``.
     Allocates its state once per run, nothing per step."""
-    x = np.zeros((1, NXE))
-    P = np.zeros((1, NP, NP))
+    x, P = state_arrays(1)  # the EKF's in-place layout (bms.soc.layout)
     x[0, IZ] = min(max(z0, 0.0), 1.0)
     x[0, IZG] = x[0, IZ]  # G's SOC (as estimator.init_at_soc)
     x[0, ICAP] = cap_ah
