@@ -182,3 +182,37 @@ def test_ekf_rc_update_follows_the_rc_soc_factor(winston, temp_c):
     assert x[0, IV1] == pytest.approx(xm[MV1], rel=1e-12) and x[0, IV2] == pytest.approx(xm[MV2], rel=1e-12)
     g_mid = np.interp(0.23, p.soc0 + p.dsoc * np.arange(p.ocv_v.shape[1]), p.rc_soc_factor[-1])
     assert g_mid > 2.0  # the factor is really in play
+
+
+def test_ekf_state_layouts_give_the_same_filter(winston):
+    """new_state's x and P are views of one array (the kernel runs on it in place, cells in SIMD
+    lanes); arrays of any other layout (copies, x with only the state columns, a deep-copied
+    firmware state) run through the kernel's scratch copy: the same numbers either way."""
+    import copy
+
+    from bms.layout import State
+    from bms.soc.layout import IP, NXE, NXW
+
+    p = _with_rc_soc_factor(winston.params)
+    tune = E.default_tuning(E.EST_EKF, p)
+    n = 5
+    x, P = E.new_state(n, p, tune)
+    E.init_at_soc(p, tune, x, P, np.linspace(0.1, 0.9, n), 20.0)
+    assert x.shape == (n, NXW) and np.shares_memory(x, P)
+    P[2, 1, 3] = 7.0
+    assert x[2, IP + 5 * 1 + 3] == 7.0
+    P[2, 1, 3] = P[2, 3, 1]
+    xc, Pc = np.ascontiguousarray(x[:, :NXE]), np.ascontiguousarray(P)
+    st = State(*([np.zeros(1)] * 3 + [x, P] + [np.zeros(1)] * (len(State._fields) - 5)))
+    st2 = copy.deepcopy(st)
+    assert np.shares_memory(st2.x, st2.P) and not np.shares_memory(st2.x, x)
+    rng = np.random.default_rng(3)
+    ok = rng.random((40, n)) > 0.1
+    for k in range(40):
+        v = rng.uniform(3.1, 3.4, n)
+        i_a = float(rng.uniform(-150, 100))
+        for xx, PP in ((x, P), (xc, Pc), (st2.x, st2.P)):
+            E.soc_step(E.EST_EKF, p, tune, xx, PP, i_a, v, np.full(n, 20.0 + k / 4), ok[k], 1.0)
+    np.testing.assert_array_equal(xc, x[:, :NXE])
+    np.testing.assert_array_equal(Pc, P)
+    np.testing.assert_array_equal(st2.x[:, :NXE], x[:, :NXE])
