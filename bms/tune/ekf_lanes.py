@@ -21,17 +21,24 @@ Layout: the ``LANES`` sets of a block live in one flat array ``S[row * LANES + r
 covariance, tuning and per-sample intermediates, ``R*`` rows), so each per-sample loop over
 the sets is a loop over contiguous lanes with compile-time row offsets that LLVM vectorises
 (AVX2: 4 sets per instruction; ``ekf_lanes.inspect_asm`` shows packed ymm arithmetic).
-Branches are selects;
-the per-set table lookups (SOC-indexed OCV, hysteresis, R0 and RC factors: a gather whose
-index differs per set) are done in a scalar loop of their own between the vector loops, and
+Branches are selects.
+The per-set table lookups (SOC-indexed OCV, hysteresis, R0 and RC factors: a gather whose
+index differs per set) read tables blended over temperature once per temperature bracket, not
+per set and sample: segment k of a table at (j, wt) is its value at the segment's start and its
+slope per grid step (:func:`blend_segment`), blended lazily (a segment is blended the first time
+a set's SOC falls in it at that bracket; a version stamp per segment), so a lookup is two loads
+and ``value + ws slope`` in the vector loop; only the loads are a scalar loop of their own
+(bilinear's value and slope in another order: the value differs from ``bilinear``'s by
+rounding, ~1 ulp of the OCV; 21.0 -> 18.7 ns CPU per filter-step single-threaded on the
+benchmark's series, medians of 15 interleaved A/B runs under load). And
 the hysteresis decay ``exp(-gamma |i - b| dt / Q)`` uses :func:`bms.soc.ekf.exp_neg_taylor`
 in the vector loop whenever the bound ``gamma |i| + b_max`` shows every set below
 ``EXP_TAYLOR_MAX`` (otherwise a scalar loop with :func:`bms.soc.ekf.exp_neg`).
 
 Agreement with ``ekf_run`` (n = 1 per set, the single-run path): the same operations in the
-same order (the covariance algebra is shared: :mod:`bms.soc.ekf_cov`), compiled with the same
-fastmath flags, so results differ only by how LLVM contracts and reassociates each compilation:
-~1e-14 in SOC per sample, metrics within ~1e-13 relative on the benchmark's tunings. A tuning
+same order but for that interpolation (the covariance algebra is shared: :mod:`bms.soc.ekf_cov`),
+compiled with the same fastmath flags, so results differ only by rounding: ~1e-14 in SOC per
+sample, metrics within ~1e-13 relative on the benchmark's tunings. A tuning
 whose filter amplifies rounding (tiny r_v2 with a 1 s rest recalibration) amplifies that too,
 as much as a one-ulp change of the voltages moves ``ekf_run`` itself (tests/test_tune_lanes.py:
 hypothesis over tunings, bound = 1e-9 relative + 10x that sensitivity).
@@ -44,7 +51,6 @@ import math
 import numba as nb
 import numpy as np
 
-from bms.model import bilinear, grid_bracket
 from bms.soc.ekf import EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, temp_scalars
 from bms.soc.ekf_cov import cov_correct, cov_ph, cov_predict, cov_rc_soc
 from bms.soc.layout import (
@@ -61,12 +67,39 @@ L = LANES
 (RZ, RV1, RV2, RH, RS, RB, RREST, REB,
  R00, R01, R02, R03, R04, R11, R12, R13, R14, R22, R23, R24, R33, R34, R44,
  RQZ, RQZA, RQV, RQV2, RQH, RQB, RINVRV, RRV, RRREST, RSIGR, RRESTI, RRESTS, RBMAX, RTAUE, RKE,
- RAH, RGRC, RDGRC, ROCV, RDOCV, RM, RDM, RF, RZG) = range(47)
-NROW = 47
+ RAH, RGRC, RDGRC, ROCV, RDOCV, RM, RDM, RF, RZG, RDF, RWS) = range(49)
+NROW = 49
+#: columns of a blended segment (:func:`blend_segment`): value at the segment's start and slope per
+#: grid step of OCV, hysteresis M and the R0 SOC factor F (measurement), of G (time update)
+SEG_M = 6
+SEG_G = 2
 #: (row of S, index in the tuning vector) of the tuning values the kernel reads per set
 TUNE_ROWS = ((RQZ, T_QZ), (RQZA, T_QZ_ADAPT), (RQV, T_QV), (RQV2, T_QV2), (RQH, T_QH), (RQB, T_QB), (RRV, T_RV),
              (RRREST, T_RREST), (RSIGR, T_SIGMA_R), (RRESTI, T_REST_I), (RRESTS, T_REST_S), (RBMAX, T_BIAS_MAX),
              (RTAUE, T_TAU_E))
+
+
+@nb.njit(cache=True, inline="always")
+def blend_segment(seg, o, tab, j, j1, k, wt):
+    """SOC segment ``k`` of ``tab`` (nT, nS) blended over temperature at the bracket (j, wt):
+    ``seg[o] = (1-wt) tab[j,k] + wt tab[j1,k]`` (the value at the segment's start) and
+    ``seg[o+1] = (1-wt)(tab[j,k+1] - tab[j,k]) + wt(tab[j1,k+1] - tab[j1,k])`` (the slope per
+    grid step, as :func:`bms.model.bilinear`'s), so the value at ``ws`` is ``seg[o] + ws seg[o+1]``."""
+    a0 = tab[j, k]
+    a1 = tab[j1, k]
+    seg[o] = (1.0 - wt) * a0 + wt * a1
+    seg[o + 1] = (1.0 - wt) * (tab[j, k + 1] - a0) + wt * (tab[j1, k + 1] - a1)
+
+
+@nb.njit(cache=True, inline="always")
+def lanes_bracket(S, z_row, ws_row, kidx, soc0, inv_dsoc, ns):
+    """:func:`bms.model.grid_bracket` of every lane's SOC, branch-free (so it vectorises): the
+    segment into ``kidx``, the weight into row ``ws_row`` of ``S``."""
+    for r in range(L):
+        u = min(max((S[z_row * L + r] - soc0) * inv_dsoc, 0.0), ns - 1.0)
+        kk = min(int(u), ns - 2)
+        kidx[r] = kk
+        S[ws_row * L + r] = u - kk
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath={"contract", "arcp", "nsz", "reassoc"})
@@ -82,6 +115,15 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
     xc[0, IC_T] = -1e300
     ring = np.zeros(max(win_n, 1) * L)
     win = np.zeros(L)
+    ns = p.ocv_v.shape[1]
+    kidx = np.zeros(L, dtype=np.int64)
+    seg_m = np.empty((ns - 1) * SEG_M)  # segments blended at the measurement's temperature bracket,
+    seg_g = np.empty((ns - 1) * SEG_G)  # at the time update's (G)
+    stamp_m = np.full(ns - 1, -1)  # version of the bracket each segment was blended at
+    stamp_g = np.full(ns - 1, -1)
+    ver_m = -1
+    ver_g = -1
+    j_m, w_m, j_g, w_g = -1, math.nan, -1, math.nan  # the brackets of those versions
     acc_reset(acc, ring, L)
     bmax_blk = 0.0
     for r in range(L):
@@ -99,7 +141,7 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
         S[RGRC * L + r] = 1.0
         bmax_blk = max(bmax_blk, tn[T_BIAS_MAX])
     ocv_t, hyst_t, r0f_t, rcf_t, rc_soc = p.ocv_v, p.hyst_v, p.r0_soc_factor, p.rc_soc_factor, p.rc_soc_on
-    soc0, inv_dsoc, ns, one_t = p.soc0, 1.0 / p.dsoc, p.ocv_v.shape[1], p.ocv_v.shape[0] == 1
+    soc0, inv_dsoc, one_t = p.soc0, 1.0 / p.dsoc, p.ocv_v.shape[0] == 1
     eta_chg, i_sign = p.eta_chg, p.i_sign_a
     i_hold = 0.0
     t_hold = temp_c[0]
@@ -142,12 +184,23 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
                 z = S[RZ * L + r]
                 zg = S[RZG * L + r]
                 charging = i_hold - S[RB * L + r] > S[RRESTI * L + r]
-                zg = zg + (z - zg) * kg if charging else z
-                S[RZG * L + r] = zg
-                kt, wst = grid_bracket((zg - soc0) * inv_dsoc, ns)
-                grc, dgrc = bilinear(rcf_t[jt, kt], rcf_t[jt, kt + 1], rcf_t[jt1, kt], rcf_t[jt1, kt + 1], wst,
-                                     wtt)
-                S[RGRC * L + r] = grc
+                S[RZG * L + r] = zg + (z - zg) * kg if charging else z
+            if jt != j_g or wtt != w_g:
+                j_g, w_g = jt, wtt
+                ver_g += 1
+            lanes_bracket(S, RZG, RWS, kidx, soc0, inv_dsoc, ns)
+            for r in range(L):
+                kt = kidx[r]
+                if stamp_g[kt] != ver_g:
+                    blend_segment(seg_g, kt * SEG_G, rcf_t, jt, jt1, kt, wtt)
+                    stamp_g[kt] = ver_g
+                o = kt * SEG_G
+                S[RGRC * L + r] = seg_g[o]
+                S[RDGRC * L + r] = seg_g[o + 1]
+            for r in range(L):
+                charging = i_hold - S[RB * L + r] > S[RRESTI * L + r]
+                dgrc = S[RDGRC * L + r]
+                S[RGRC * L + r] = S[RGRC * L + r] + S[RWS * L + r] * dgrc
                 S[RDGRC * L + r] = 0.0 if charging else dgrc
         # ---- time update
         for r in range(L):
@@ -215,25 +268,36 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
             m0 = xc[0, IC_M0]
             r0c = xc[0, IC_R0C]
             r0d = xc[0, IC_R0D]
+            if j != j_m or wt != w_m:
+                j_m, w_m = j, wt
+                ver_m += 1
+            lanes_bracket(S, RZ, RWS, kidx, soc0, inv_dsoc, ns)
             for r in range(L):
-                kk, ws = grid_bracket((S[RZ * L + r] - soc0) * inv_dsoc, ns)
-                ocv, docv = bilinear(ocv_t[j, kk], ocv_t[j, kk + 1], ocv_t[j1, kk], ocv_t[j1, kk + 1], ws, wt)
-                mh, dm = bilinear(hyst_t[j, kk], hyst_t[j, kk + 1], hyst_t[j1, kk], hyst_t[j1, kk + 1], ws, wt)
-                f, _ = bilinear(r0f_t[j, kk], r0f_t[j, kk + 1], r0f_t[j1, kk], r0f_t[j1, kk + 1], ws, wt)
-                S[ROCV * L + r] = ocv
-                S[RDOCV * L + r] = docv
-                S[RM * L + r] = mh
-                S[RDM * L + r] = dm
-                S[RF * L + r] = f
+                kk = kidx[r]
+                if stamp_m[kk] != ver_m:
+                    o = kk * SEG_M
+                    blend_segment(seg_m, o, ocv_t, j, j1, kk, wt)
+                    blend_segment(seg_m, o + 2, hyst_t, j, j1, kk, wt)
+                    blend_segment(seg_m, o + 4, r0f_t, j, j1, kk, wt)
+                    stamp_m[kk] = ver_m
+            for r in range(L):
+                o = kidx[r] * SEG_M
+                S[ROCV * L + r] = seg_m[o]
+                S[RDOCV * L + r] = seg_m[o + 1]
+                S[RM * L + r] = seg_m[o + 2]
+                S[RDM * L + r] = seg_m[o + 3]
+                S[RF * L + r] = seg_m[o + 4]
+                S[RDF * L + r] = seg_m[o + 5]
             for r in range(L):
                 b = S[RB * L + r]
                 i_true = i_now - b
                 rested = S[RREST * L + r] >= S[RRESTS * L + r]
-                mh = S[RM * L + r]
+                ws = S[RWS * L + r]
+                mh = S[RM * L + r] + ws * S[RDM * L + r]
                 h = S[RH * L + r]
                 r0 = r0c if i_true > 0.0 else r0d
-                y = (S[ROCV * L + r] + mh * h + m0 * S[RS * L + r] + S[RV1 * L + r] + S[RV2 * L + r]
-                     + r0 * S[RF * L + r] * i_true)
+                y = (S[ROCV * L + r] + ws * S[RDOCV * L + r] + mh * h + m0 * S[RS * L + r] + S[RV1 * L + r]
+                     + S[RV2 * L + r] + r0 * (S[RF * L + r] + ws * S[RDF * L + r]) * i_true)
                 hz = (S[RDOCV * L + r] + S[RDM * L + r] * h) * inv_dsoc
                 ph0, ph1, ph2, ph3, ph4, hph = cov_ph(
                     S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
