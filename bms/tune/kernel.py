@@ -22,7 +22,7 @@ import numpy as np
 from bms.soc.estimator import EST_EKF, soc_step, state_arrays
 from bms.soc.layout import IC_T, ICAP, ITHOLD, IVHOLD, IZ, IZG, PB, PH, PV1, PV2, PZ, T_P0B, T_P0H, T_P0Z
 from bms.tune.ekf_lanes import LANES, ekf_lanes
-from bms.tune.metrics import NM, acc_add, acc_finish, acc_reset
+from bms.tune.metrics import NM, acc_add, acc_finish, acc_reset, acc_scratch
 
 
 @nb.njit(cache=True)
@@ -45,9 +45,8 @@ def run_job(kind, p, tune, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_flo
     P[0, PV2, PV2] = 1e-6
     P[0, PH, PH] = tune[T_P0H]
     P[0, PB, PB] = tune[T_P0B]
-    ring = np.zeros(max(win_n, 1))
-    win = np.zeros(1)
-    acc_reset(out, ring, 1)
+    ring, win, mx = acc_scratch(win_n, 1)
+    acc_reset(out, ring, win, mx, 1)
     v1 = np.empty(1)
     t1 = np.empty(1)
     ok1 = np.ones(1, dtype=np.bool_)
@@ -57,8 +56,8 @@ def run_job(kind, p, tune, time_s, soc_true, i_meas, v_meas, temp_c, z0, p0z_flo
         v1[0] = v_meas[k]
         t1[0] = temp_c[k]
         soc_step(kind, p, tune, x, P, i_meas[k], v1, t1, ok1, dt)
-        acc_add(out, ring, win, x0, IZ, 1, k, soc_true[k], soc_true[k], band, k_late)
-    acc_finish(out, ring, 1)
+        acc_add(out, ring, win, mx, x0, IZ, 1, k, soc_true[k], soc_true[k], band, k_late)
+    acc_finish(out, ring, mx, 1)
 
 
 @nb.njit(cache=True, parallel=True)

@@ -34,26 +34,53 @@ M_BAND_SSE = 7
 M_BAND_N = M_BAND_SSE + N_BANDS
 NM = M_BAND_N + N_BANDS
 WINDOW_S = 600.0
+#: running maxima kept apart while runs are added (:func:`acc_add`): max |e|, last bad index,
+#: largest window sum of e^2
+X_MAX, X_LAST_BAD, X_WORST = range(3)
+N_MX = 3
 METRIC_NAMES = ("rmse_pct", "max_abs_pct", "converge_s", "rmse_after_2h_pct", "worst_window_pct")
 
 
 @nb.njit(cache=True)
-def acc_reset(acc, ring, nl):
-    """Zero the accumulators of ``nl`` runs (``M_LAST_BAD`` = -1) and their window ring buffer.
+def acc_scratch(win_n, nl):
+    """The running state of ``nl`` runs besides ``acc``: the window ring buffer (``win_n`` slots),
+    the window sums and the running maxima (:func:`acc_add`)."""
+    return np.zeros(max(win_n, 1) * nl), np.zeros(nl), np.zeros(2 * N_MX * nl)
+
+
+@nb.njit(cache=True)
+def acc_reset(acc, ring, win, mx, nl):
+    """Zero the accumulators of ``nl`` runs (``M_LAST_BAD`` = -1) and their running state.
     Lane layout: ``acc[a * nl + r]`` is accumulator ``a`` of run ``r``, ``ring[s * nl + r]`` slot
     ``s`` of its window (runs fastest, so the sweep kernel adds up many runs in SIMD lanes)."""
     acc[:] = 0.0
     acc[M_LAST_BAD * nl:(M_LAST_BAD + 1) * nl] = -1.0
     ring[:] = 0.0
+    win[:] = 0.0
+    mx[:] = 0.0
+    for half in range(2):
+        mx[(half * N_MX + X_LAST_BAD) * nl:(half * N_MX + X_LAST_BAD + 1) * nl] = -1.0
 
 
 @nb.njit(cache=True, inline="always")
-def acc_add(acc, ring, win, z, e0, nl, k, z_ref, z_true, band, k_late):
+def acc_add(acc, ring, win, mx, z, e0, nl, k, z_ref, z_true, band, k_late):
     """Add sample ``k`` of ``nl`` runs, run r's error ``e = z[e0 + r] - z_ref`` (the estimate
     and ``z_ref = z_true``, or the error and 0), SOC band by ``z_true``: table in the module
-    docstring, lane layout in :func:`acc_reset`;
-    ``win[r]`` keeps the sum of e^2 over the run's window of ``len(ring) / nl`` samples.
-    Written branch-free over the runs (selects), so the loop vectorises."""
+    docstring, lane layout in :func:`acc_reset`; ``win[r]`` keeps the sum of e^2 over the run's
+    window of ``len(ring) / nl`` samples. Written branch-free over the runs (selects), so the
+    loop vectorises. The running maxima (max |e|, last bad index, worst window sum) go back and
+    forth between the two halves of ``mx`` (read one, write the other, by the parity of k):
+    a running max written in place (``m = e if e > m else m``) is a store LLVM drops when it
+    would write back what it read, i.e. a masked store, which AMD cores do not forward to the
+    next sample's load (a stall per sample); :func:`acc_finish` moves them into ``acc``."""
+    if k & 1:
+        _acc_add(acc, ring, win, mx, z, e0, nl, k, z_ref, z_true, band, k_late, N_MX * nl, 0)
+    else:
+        _acc_add(acc, ring, win, mx, z, e0, nl, k, z_ref, z_true, band, k_late, 0, N_MX * nl)
+
+
+@nb.njit(cache=True, inline="always")
+def _acc_add(acc, ring, win, mx, z, e0, nl, k, z_ref, z_true, band, k_late, src, dst):
     b = min(max(int(z_true * N_BANDS), 0), N_BANDS - 1)
     bs = (M_BAND_SSE + b) * nl
     bn = (M_BAND_N + b) * nl
@@ -67,9 +94,10 @@ def acc_add(acc, ring, win, z, e0, nl, k, z_ref, z_true, band, k_late):
         acc[M_SSE * nl + r] += e2
         acc[M_N * nl + r] += 1.0
         a = abs(e)
-        cur = acc[M_MAX * nl + r]
-        acc[M_MAX * nl + r] = a if a > cur else cur
-        acc[M_LAST_BAD * nl + r] = k if a >= band else acc[M_LAST_BAD * nl + r]
+        cur = mx[src + X_MAX * nl + r]
+        mx[dst + X_MAX * nl + r] = a if a > cur else cur
+        last = mx[src + X_LAST_BAD * nl + r]
+        mx[dst + X_LAST_BAD * nl + r] = k if a >= band else last
         acc[M_SSE_LATE * nl + r] += e2 if late else 0.0
         acc[M_N_LATE * nl + r] += 1.0 if late else 0.0
         acc[bs + r] += e2
@@ -77,28 +105,35 @@ def acc_add(acc, ring, win, z, e0, nl, k, z_ref, z_true, band, k_late):
         s = win[r] + e2 - ring[slot + r]
         win[r] = s
         ring[slot + r] = e2
-        w = math.sqrt(max(s, 0.0) / wn)
-        cur = acc[M_WORST_WIN * nl + r]
-        acc[M_WORST_WIN * nl + r] = w if (w > cur) & full else cur
+        cur = mx[src + X_WORST * nl + r]
+        mx[dst + X_WORST * nl + r] = s if (s > cur) & full else cur
 
 
 @nb.njit(cache=True)
-def acc_finish(acc, ring, nl):
-    """A run shorter than one window: its whole length is the worst window."""
-    if acc[M_N * nl] < ring.shape[0] // nl:  # every run has the same count
-        for r in range(nl):
+def acc_finish(acc, ring, mx, nl):
+    """Move the running maxima of the last sample's half of ``mx`` into ``acc``; the worst window
+    ``sqrt(max(s, 0) / win_n)`` of the largest window sum s (sqrt is monotone: the same value as
+    the largest root), or for a run shorter than one window its whole length."""
+    n = int(acc[M_N * nl])  # every run has the same count
+    wn = ring.shape[0] // nl
+    h = 0 if (n - 1) & 1 else N_MX * nl
+    for r in range(nl):
+        acc[M_MAX * nl + r] = mx[h + X_MAX * nl + r]
+        acc[M_LAST_BAD * nl + r] = mx[h + X_LAST_BAD * nl + r]
+        if n < wn:
             acc[M_WORST_WIN * nl + r] = math.sqrt(acc[M_SSE * nl + r] / max(acc[M_N * nl + r], 1.0))
+        else:
+            acc[M_WORST_WIN * nl + r] = math.sqrt(max(mx[h + X_WORST * nl + r], 0.0) / wn)
 
 
 @nb.njit(cache=True)
 def accumulate(err, z_true, band, k_late, win_n, acc):
     """Accumulators (NM,) of a whole error series (what the kernel adds up while it runs)."""
-    ring = np.zeros(max(win_n, 1))
-    win = np.zeros(1)
-    acc_reset(acc, ring, 1)
+    ring, win, mx = acc_scratch(win_n, 1)
+    acc_reset(acc, ring, win, mx, 1)
     for k in range(err.shape[0]):
-        acc_add(acc, ring, win, err, k, 1, k, 0.0, z_true[k], band, k_late)
-    acc_finish(acc, ring, 1)
+        acc_add(acc, ring, win, mx, err, k, 1, k, 0.0, z_true[k], band, k_late)
+    acc_finish(acc, ring, mx, 1)
 
 
 def window_samples(time_s: np.ndarray, window_s: float = WINDOW_S) -> int:
