@@ -57,7 +57,8 @@ def register(sub) -> None:
                    "converge_s, rmse_after_2h_pct")
     s.add_argument("--objective", default="mean", choices=("mean", "worst"), help="aggregate over runs (default mean)")
     s.add_argument("-o", "--output", required=True, help="result file (JSON lines); an existing one is resumed")
-    s.add_argument("--chunk", type=int, help="parameter sets per kernel call (default 4 x cores)")
+    s.add_argument("--chunk", type=int, help="parameter sets per kernel call (default 16 x cores: one block "
+                   "of SIMD lanes per core)")
     s.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address: split the chunks over its workers")
     s.add_argument("--pareto", help="PNG: nominal RMSE vs worst max error of every set, Pareto front")
     s.add_argument("--top", type=int, default=5, help="sets listed at the end (default 5)")

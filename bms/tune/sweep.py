@@ -33,6 +33,7 @@ from bms.profile import Profile
 from bms.soc import estimator as est
 from bms.tune import metrics as M
 from bms.tune.datasets import Dataset
+from bms.tune.ekf_lanes import LANES
 from bms.tune.kernel import sweep_kernel
 from bms.tune.perturb import Perturbation, Perturbed, apply
 
@@ -251,7 +252,9 @@ def run_sweep(profile: Profile, datasets: list[Dataset], perts: list[Perturbatio
         return done
     prepared = prepare(profile, datasets, perts, window_s)
     tunes = np.stack([est.tuning_vector(p, **{**base, **s}) for s in todo])
-    chunk = chunk or max(4, 4 * (os.cpu_count() or 1))
+    # whole blocks of SIMD lanes, one per core: the EKF kernel pads a short block with copies,
+    # so a chunk of 8 costs as much as 16 (32.8 vs 14.7 ns CPU per filter-step measured)
+    chunk = chunk or LANES * (os.cpu_count() or 1)
     chunks = [(i, min(i + chunk, len(todo))) for i in range(0, len(todo), chunk)]
     bar = _bar(len(todo), len(done), progress)
     try:
