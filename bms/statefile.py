@@ -27,7 +27,7 @@ from bms import layout as L
 from bms.diag_table import FAULTS
 from bms.layout import State
 from bms.pack import PackParams
-from bms.soc.layout import NXE
+from bms.soc.layout import IZ, IZG, NXE
 
 STATE_FORMAT = 2
 READS = (1, 2)   # formats this firmware loads
@@ -71,13 +71,17 @@ def load_state(prm: PackParams, path: str | Path, wall_s: float | None = None) -
     names = [str(n) for n in data["fault_names"]]
     if names != [f.name for f in FAULTS]:
         raise ValueError(f"{path}: saved fault table does not match this firmware's")
-    if data["x"].shape != st.x[:, :NXE].shape or data["P"].shape != st.P.shape:
+    # files saved before the G-SOC column existed (ZG, the last one) hold the columns before it
+    ncol = data["x"].shape[1] if data["x"].ndim == 2 else -1
+    if data["x"].shape[0] != st.x.shape[0] or ncol not in (NXE, IZG) or data["P"].shape != st.P.shape:
         raise ValueError(f"{path}: saved estimator state has shape {data['x'].shape}, this pack needs "
                          f"{st.x[:, :NXE].shape}")
     st.fst[:, L.FS_LATCHED] = data["latched"]
     st.fst[:, L.FS_LATCHED_CRIT] = data["latched_crit"]
     st.fst[:, L.FS_COUNT] = data["count"]
-    st.x[:, :NXE] = data["x"]  # the state columns (the rest is the EKF's P and scratch)
+    st.x[:, :ncol] = data["x"]  # the state columns (the rest is the EKF's P and scratch)
+    if ncol == IZG:
+        st.x[:, IZG] = st.x[:, IZ]  # G is read at the SOC, as after a rest
     st.P[:] = data["P"]
     st.s[L.S_SOC_DISPLAY] = float(data["soc_display"])
     if fmt >= 2:

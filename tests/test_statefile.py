@@ -13,7 +13,7 @@ from test_selfdischarge import N, WARN, Pack
 from bms import core
 from bms import layout as L
 from bms.diag_table import FAULTS
-from bms.soc.layout import NXE
+from bms.soc.layout import IZ, IZG, NXE
 from bms.selfdischarge import rest_point
 from bms.statefile import load_state, save_state
 
@@ -70,6 +70,28 @@ def test_a_format_1_file_still_loads(tmp_path):
     np.testing.assert_array_equal(st2.x[:, :NXE], r.st.x[:, :NXE])
     np.testing.assert_array_equal(st2.P, r.st.P)
     assert st2.s[L.S_REST_T_S] == 0.0 and math.isnan(st2.s[L.S_SD_REF_T_S])
+
+
+def test_a_file_from_before_the_g_soc_column_still_loads(tmp_path):
+    """Saved before the estimator had its G-SOC column (ZG, the last state column): the rest of
+    the state comes back and G is read at the saved SOC."""
+    r = Rig()
+    r.close(L.REQ_DRIVE)
+    r.i_load_a = -200.0
+    r.step(n=30)
+    path = save_state(r.st, tmp_path / "s.npz")
+    with np.load(path) as z:
+        data = dict(z)
+    data["x"] = data["x"][:, :IZG]
+    np.savez(tmp_path / "old.npz", **data)
+    st2 = load_state(r.prm, tmp_path / "old.npz")
+    np.testing.assert_array_equal(st2.x[:, :IZG], r.st.x[:, :IZG])
+    np.testing.assert_array_equal(st2.x[:, IZG], r.st.x[:, IZ])
+    np.testing.assert_array_equal(st2.P, r.st.P)
+    data["x"] = data["x"][:, :IZG - 1]   # any other width is not this firmware's
+    np.savez(tmp_path / "odd.npz", **data)
+    with pytest.raises(ValueError, match="odd.npz: saved estimator state has shape"):
+        load_state(r.prm, tmp_path / "odd.npz")
 
 
 def _parked(tmp_path, leak_soc: float, off_s: float, rested: bool = True, now_s: float | None = None):
