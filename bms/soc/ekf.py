@@ -133,6 +133,32 @@ def exp_neg(u):
     return math.exp(-u)
 
 
+@nb.njit(cache=True, inline="always")
+def time_update(z, zg, v1, v2, h_old, s_old, i_prev, u0, a1, a2, r1_t, r2_t, grc, dgrc, ah, kh, i_sign, inv_dsoc,
+                jac):
+    """The time update of one filter's states over dt with the held current ``i_prev`` (module
+    docstring), shared by :func:`ekf_run` (cells in lanes) and the sweep's parameter-set lanes;
+    branch-free, inlined. ``u0 = -eta dt / (3600 Q)``; ``r1_t``, ``r2_t`` are Rj(T) before G's
+    factor ``grc``. Returns (z', zg', v1', v2', h', s', u1, u2, u3, c1, c2): the new states and
+    the transition Jacobian's b column u_j and, when ``jac`` (G's slope in F), its z column c_j
+    (d vj'/dz = Rj(T) dG/dz (1 - aj) i) with u_j already reduced by u0 c_j."""
+    r1 = r1_t * grc
+    r2 = r2_t * grc
+    sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
+    u1 = -r1 * (1.0 - a1)
+    u2 = -r2 * (1.0 - a2)
+    c1 = 0.0
+    c2 = 0.0
+    if jac:
+        c1 = r1_t * dgrc * inv_dsoc * (1.0 - a1) * i_prev
+        c2 = r2_t * dgrc * inv_dsoc * (1.0 - a2) * i_prev
+        u1 -= u0 * c1
+        u2 -= u0 * c2
+    return (z - u0 * i_prev, zg - u0 * i_prev, a1 * v1 + r1 * (1.0 - a1) * i_prev, a2 * v2 + r2 * (1.0 - a2) * i_prev,
+            ah * h_old + (1.0 - ah) * sgn, sgn if abs(i_prev) > i_sign else s_old, u1, u2,
+            ah * kh * sgn * (h_old - sgn), c1, c2)
+
+
 @nb.njit(cache=True)
 def temp_scalars(p, x, c, temp_c, dt_s):
     """Refresh cell ``c``'s cached temperature-dependent scalars (layout IC_*) for (T, dt):
@@ -335,38 +361,19 @@ def _ekf_rows(p, tune, W, n, c_off, i_seq, i_a, cell_v, temp_c, valid, time_s, d
             b = W[IBIAS * LW + c]
             i_prev = W[RIPREV * LW + c] - b
             eta = eta_chg if i_prev > 0.0 else 1.0
-            grc = W[RGRC * LW + c]
-            r1 = W[RR1 * LW + c] * grc
-            r2 = W[RR2 * LW + c] * grc
-            a1 = W[RA1 * LW + c]
-            a2 = W[RA2 * LW + c]
-            sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
             kh = W[RKH * LW + c]
-            ah = W[RAH * LW + c]
             h_old = W[IH * LW + c]
             u0 = -eta * W[RDTQ * LW + c]
-            W[IZ * LW + c] = W[IZ * LW + c] - u0 * i_prev
-            W[IZG * LW + c] = W[IZG * LW + c] - u0 * i_prev
-            W[IV1 * LW + c] = a1 * W[IV1 * LW + c] + r1 * (1.0 - a1) * i_prev
-            W[IV2 * LW + c] = a2 * W[IV2 * LW + c] + r2 * (1.0 - a2) * i_prev
-            W[IH * LW + c] = ah * h_old + (1.0 - ah) * sgn
-            s_old = W[IS * LW + c]
-            W[IS * LW + c] = sgn if abs(i_prev) > i_sign else s_old
-            # P' = F P F^T + Qd with F = diag(d) + u e_b^T (every state depends on itself and b)
-            u1 = -r1 * (1.0 - a1)
-            u2 = -r2 * (1.0 - a2)
-            u3 = ah * kh * sgn * (h_old - sgn)
-            c1 = 0.0
-            c2 = 0.0
-            if RC_SOC_JACOBIAN and rc_soc:
-                # F also has d vj'/dz = cj = Rj(T) dG/dz (1 - aj) i in column 0: F = E F0 with
-                # E = I + c e_z^T, F0 = diag(d) + u' e_b^T, u'_j = u_j - u0 cj (F0 P F0^T below,
-                # then E applied)
-                dgrc = W[RDGRC * LW + c]
-                c1 = W[RR1 * LW + c] * dgrc * inv_dsoc * (1.0 - a1) * i_prev
-                c2 = W[RR2 * LW + c] * dgrc * inv_dsoc * (1.0 - a2) * i_prev
-                u1 -= u0 * c1
-                u2 -= u0 * c2
+            # P' = F P F^T + Qd with F = diag(d) + u e_b^T (every state depends on itself and b); with
+            # G's slope F = E F0, E = I + c e_z^T, F0 = diag(d) + u' e_b^T (F0 P F0^T below, then E)
+            a1 = W[RA1 * LW + c]
+            a2 = W[RA2 * LW + c]
+            ah = W[RAH * LW + c]
+            (W[IZ * LW + c], W[IZG * LW + c], W[IV1 * LW + c], W[IV2 * LW + c], W[IH * LW + c], W[IS * LW + c],
+             u1, u2, u3, c1, c2) = time_update(
+                W[IZ * LW + c], W[IZG * LW + c], W[IV1 * LW + c], W[IV2 * LW + c], h_old, W[IS * LW + c], i_prev, u0,
+                a1, a2, W[RR1 * LW + c], W[RR2 * LW + c], W[RGRC * LW + c], W[RDGRC * LW + c], ah, kh, i_sign,
+                inv_dsoc, RC_SOC_JACOBIAN and rc_soc)
             p44 = W[R44 * LW + c]
             n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33, n34 = cov_predict(
                 W[R00 * LW + c], W[R01 * LW + c], W[R02 * LW + c], W[R03 * LW + c], W[R04 * LW + c], W[R11 * LW + c],

@@ -56,7 +56,7 @@ import math
 import numba as nb
 import numpy as np
 
-from bms.soc.ekf import EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, temp_scalars
+from bms.soc.ekf import EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, temp_scalars, time_update
 from bms.soc.ekf_cov import cov_correct, cov_ph, cov_predict, cov_rc_soc
 from bms.soc.layout import (
     IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W, NXE,
@@ -211,33 +211,16 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
             b = S[RB * L + r]
             i_prev = i_hold - b
             eta = eta_chg if i_prev > 0.0 else 1.0
-            grc = S[RGRC * L + r]
-            r1 = R1 * grc
-            r2 = R2 * grc
-            sgn = 1.0 if i_prev > 0.0 else (-1.0 if i_prev < 0.0 else 0.0)
             ah = S[RAH * L + r]
-            h_old = S[RH * L + r]
             u0 = -eta * dt_q
-            S[RZ * L + r] = S[RZ * L + r] - u0 * i_prev
-            S[RZG * L + r] = S[RZG * L + r] - u0 * i_prev
-            S[RV1 * L + r] = a1 * S[RV1 * L + r] + r1 * (1.0 - a1) * i_prev
-            S[RV2 * L + r] = a2 * S[RV2 * L + r] + r2 * (1.0 - a2) * i_prev
-            S[RH * L + r] = ah * h_old + (1.0 - ah) * sgn
-            # into a row of its own, copied back after the measurement update: a select written back
-            # to the row it reads is a masked store, and the measurement update's load would wait
-            s_old = S[RS * L + r]
-            S[RSN * L + r] = sgn if abs(i_prev) > i_sign else s_old
-            u1 = -r1 * (1.0 - a1)
-            u2 = -r2 * (1.0 - a2)
-            u3 = ah * kh * sgn * (h_old - sgn)
-            c1 = 0.0
-            c2 = 0.0
-            if RC_SOC_JACOBIAN and rc_soc:
-                dgrc = S[RDGRC * L + r]
-                c1 = R1 * dgrc * inv_dsoc * (1.0 - a1) * i_prev
-                c2 = R2 * dgrc * inv_dsoc * (1.0 - a2) * i_prev
-                u1 -= u0 * c1
-                u2 -= u0 * c2
+            h_old = S[RH * L + r]
+            # the new sign goes into a row of its own, copied back after the measurement update: a
+            # select written back to the row it reads is a masked store, and the measurement
+            # update's load would wait
+            (S[RZ * L + r], S[RZG * L + r], S[RV1 * L + r], S[RV2 * L + r], S[RH * L + r], S[RSN * L + r],
+             u1, u2, u3, c1, c2) = time_update(
+                S[RZ * L + r], S[RZG * L + r], S[RV1 * L + r], S[RV2 * L + r], h_old, S[RS * L + r], i_prev, u0,
+                a1, a2, R1, R2, S[RGRC * L + r], S[RDGRC * L + r], ah, kh, i_sign, inv_dsoc, RC_SOC_JACOBIAN and rc_soc)
             p44 = S[R44 * L + r]
             n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33, n34 = cov_predict(
                 S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
