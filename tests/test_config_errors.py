@@ -137,3 +137,22 @@ def test_profile_soc_factor_range_and_shape_named(tmp_path, change, fragment, ke
         load_profile(f)
     msg = str(exc.value)
     assert str(f) in msg and f"tables.{key}" in msg and fragment in msg
+
+
+@pytest.mark.parametrize("key, value", [("r_v2", 0.0), ("r_v2", 1e-310), ("tau_innov_s", 1e-310), ("tau_innov_s", 1e-4)])
+def test_tuning_that_would_divide_by_almost_zero_is_refused_by_name(key, value):
+    from bms.soc.estimator import tuning_vector
+
+    p = load_profile("winston_lfp100").params
+    with pytest.raises(ValueError, match=rf"tuning {key}=.* must be >= "):
+        tuning_vector(p, **{key: value})
+
+
+def test_tuning_floors_let_zero_switch_averaging_off_and_keep_soc_finite():
+    from bms.evaluate import evaluate
+
+    # tau_innov_s = 0 is "no averaging", not a division; the smallest allowed values run finite
+    for tuning in ({"tau_innov_s": 0.0, "q_soc_adapt_per_s": 1e-3}, {"tau_innov_s": 1e-3, "q_soc_adapt_per_s": 1e-3},
+                   {"r_v2": 1e-12}):
+        res = evaluate("winston_lfp100", "winston_lfp100/udds_P25.csv.gz", tuning=tuning)
+        assert np.all(np.isfinite(res.soc_est)), tuning

@@ -66,6 +66,14 @@ TUNING_DEFAULTS = {
     "sigma_r_ohm": 1.2e-3,  # resistance uncertainty: adds (sigma_r * i)^2 to the measurement variance
 }
 TUNING_KEYS = tuple(TUNING_DEFAULTS)
+#: least values where a smaller positive one would divide by (almost) zero inside the kernels
+#: (1 / r_v2, dt / tau_innov_s): infinities there become NaN SOC under fastmath, silently
+TUNING_FLOORS = {
+    "r_v2": (1e-12, "the measurement variance is divided by; (1 uV)^2 is below any cell-voltage sensor"),
+    "tau_innov_s": (1e-3, "the sample time is divided by it"),
+}
+#: keys whose 0 switches their feature off instead (tau_innov_s = 0: no innovation averaging)
+TUNING_ZERO_OFF = frozenset({"tau_innov_s"})
 
 
 def tuning_vector(p: CellParams, **overrides: float) -> np.ndarray:
@@ -77,6 +85,10 @@ def tuning_vector(p: CellParams, **overrides: float) -> np.ndarray:
     for key, val in t.items():
         if not np.isfinite(val) or val < 0:
             raise ValueError(f"tuning {key}={val!r} must be a finite number >= 0")
+    for key, (floor, why) in TUNING_FLOORS.items():
+        if t[key] < floor and not (t[key] == 0.0 and key in TUNING_ZERO_OFF):
+            off = " (or 0: off)" if key in TUNING_ZERO_OFF else ""
+            raise ValueError(f"tuning {key}={t[key]!r} must be >= {floor:g}{off}: {why}")
     tune = np.zeros(NT)
     q = p.capacity_ah
     tune[T_QZ] = t["q_soc_per_s"]
