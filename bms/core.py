@@ -120,7 +120,7 @@ def check_shapes(st, inp, prm, dt_s):
         raise ValueError("step: state does not match the pack (see core.new_state / core.load_state)")
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def step(st, inp, prm, dt_s):
     """One tick of the firmware, called every fast-task period (no allocation, no I/O). Three
     tasks, each on its own period (pack ``[tasks]``; ``S_TASKS_RAN`` tells which ran):

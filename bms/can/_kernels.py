@@ -108,7 +108,7 @@ def decode_frame(keys, data, dlc, j, t_j, msg_keys, msg_i, sig_i, sig_mask, sig_
     return ST_OK
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def decode_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, sig_f,
                  out_value, out_raw, out_valid, out_time_s, status) -> int:
     """Decode n frames into slot arrays; returns the number of frames accepted.
@@ -178,7 +178,7 @@ def encode_frame(row, mux_value, values, msg_i, sig_i, sig_mask, sig_f, out_data
     return nsat
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def encode_batch(rows, mux_values, values, msg_i, sig_i, sig_mask, sig_f, out_data, saturated) -> int:
     """Encode frame j of message rows[j] (multiplexer value mux_values[j]) from values[slot] into out_data[j].
 

@@ -81,7 +81,7 @@ def frame_crc(payload: np.ndarray, data_id: int, crc_byte: int, length: int) -> 
     return int(crc ^ CRC8_XOROUT)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def protect_batch(data: np.ndarray, data_ids: np.ndarray, crc_bytes: np.ndarray, lengths: np.ndarray) -> None:
     """Write the E2E CRC into each frame: data[j, crc_bytes[j]] = frame_crc(data[j], data_ids[j], ...); crc_bytes[j] < 0: unprotected, untouched."""
     for j in range(data.shape[0]):
@@ -90,7 +90,7 @@ def protect_batch(data: np.ndarray, data_ids: np.ndarray, crc_bytes: np.ndarray,
         data[j, crc_bytes[j]] = np.uint8(frame_crc(data[j], data_ids[j], crc_bytes[j], lengths[j]))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def check_batch(data: np.ndarray, data_ids: np.ndarray, crc_bytes: np.ndarray, lengths: np.ndarray,
                 crc_ok: np.ndarray) -> int:
     """crc_ok[j] = (data[j, crc_byte] == frame_crc(data[j], ...)) (True if crc_bytes[j] < 0); returns the failures."""
@@ -106,7 +106,7 @@ def check_batch(data: np.ndarray, data_ids: np.ndarray, crc_bytes: np.ndarray, l
     return bad
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def decode_checked(msg_keys, msg_i, sig_i, sig_mask, sig_f, data_ids, crc_bytes, value, raw, valid, time_s, keys, data,
                    dlc, t_s) -> int:
     """Decode, stamped t_s, the frames of known keys (row r) whose E2E CRC is right (crc_bytes[r] < 0:

@@ -104,7 +104,7 @@ def data_messages(keys: list[int], dlc: list[int], raw: bytes, width: int, ts: f
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _padded_copy(keys, data, dlc, keys_out, data_out, dlc_out):
     """keys_out = keys, dlc_out = dlc, data_out[j, c] = data[j, c] for c < dlc[j], else 0."""
     for j in range(keys.shape[0]):
@@ -152,7 +152,7 @@ def frame_copy(keys: np.ndarray, data: np.ndarray, dlc: np.ndarray,
     return padded_copy(keys, data, dlc)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def rows_of(keys, msg_keys, rows):
     """rows[j] = the index of keys[j] in the sorted ``msg_keys`` (a codec's), -1 if absent; returns
     how many were found."""

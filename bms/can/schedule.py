@@ -11,7 +11,7 @@ from bms.can import _kernels as K
 from bms.can.e2e import frame_crc
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def due_kernel(next_s, period_s, t_s, ctr_slot, ctr_mod, counter, values, due):
     """Message i is due at ``t_s`` when next_s[i] <= t_s + 1e-9 (due[i] = True). A due message moves
     to the first point of its period grid after t_s, next_s[i] += p (floor((t_s - next_s[i]) / p
@@ -33,7 +33,7 @@ def due_kernel(next_s, period_s, t_s, ctr_slot, ctr_mod, counter, values, due):
     return n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def encode_plan(due, plan_begin, plan_rows, plan_mux, values, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte,
                 keys_out, data_out, dlc_out, saturated) -> int:
     """The frames of the due messages (``due[i]``), in message order, encoded in one batch: message

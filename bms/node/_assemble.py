@@ -15,7 +15,7 @@ SC_I, SC_IERR, SC_PV, SC_BV, SC_REQ, SC_RESET, SC_ROW_VOLT, SC_ROW_CHARGER, SC_R
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def ages_kernel(mux_mask, last_t, timeout_s, now_s, age, late):
     """age[r] = now - min over the message's multiplexer values m of last_t[r, m] (inf if never);
     late[r] = age[r] > timeout_s[r]. Returns True if any late[r] changed."""
@@ -38,7 +38,7 @@ def _fresh(row, age, timeout_s):
     return row >= 0 and age[row] <= timeout_s[row]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def assemble_kernel(value, valid, time_s, cell_slots, cpb, temp_slots, board_err, board_row, sc, age, timeout_s,
                     now_s, contactor_fb, cell_v, board_valid, board_age_s, temp_c, temp_valid, temp_age_s, u):
     """The step's inputs from the decoded slots at ``now_s`` (ages from :func:`ages_kernel`):

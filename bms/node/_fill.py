@@ -30,7 +30,7 @@ def _idx(v):
     return v if v >= 0.0 else math.nan
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def quantities_kernel(y, u, pp, cmu_timeout_mask, to_q, out):
     """The output quantities of the step's outputs ``y`` and inputs ``u``:
 
@@ -93,7 +93,7 @@ def quantities_kernel(y, u, pp, cmu_timeout_mask, to_q, out):
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def fill_kernel(y, u, pp, bleed, cell_v, temp_c, cmu_timeout_mask, to_q, q, idx, v, fill_values):
     """Every transmitted slot value ``v[slot]`` from the step (see :meth:`bms.node.tx.Transmitter.fill`).
 
@@ -148,7 +148,7 @@ def index_table(rows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def transmit_kernel(y, u, pp, bleed, cell_v, temp_c, to_q, q, idx, v, fill_values, next_s, period_s, ctr_slot,
                     ctr_mod, counter, due, plan_begin, plan_rows, plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id,
                     e2e_crc_byte, keys_out, data_out, dlc_out, saturated, cmu_timeout_mask, t_s):

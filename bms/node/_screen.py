@@ -10,7 +10,7 @@ from bms.can.e2e import E2E_REPEATED, E2E_WRONG_SEQUENCE, counter_status, frame_
 from bms.node import stats as S
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def screen_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, ctr_sig, crc_byte, data_id, strict,
                  max_delta, prev_ctr, last_t, verdict, mux_out):
     """Verdict per frame j, first failing check wins:
@@ -94,7 +94,7 @@ def screen_batch(keys, data, dlc, t_s, msg_keys, msg_i, sig_i, sig_mask, ctr_sig
         verdict[j] = v
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def receive_kernel(msg_keys, msg_i, sig_i, sig_mask, sig_f, ctr_sig, crc_byte, data_id, strict, max_delta, prev_ctr,
                    last_t, value, raw, valid, time_s, verdict, mux, t_buf, counts, keys, data, dlc, data_frame, t_each,
                    t_one):

@@ -39,7 +39,7 @@ def numpy_mean(a, b0, n):
     return s / n
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, is_board,
                         next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux,
                         msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated,
@@ -79,7 +79,7 @@ def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb
                        keys_out, data_out, dlc_out, saturated)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def commands_kernel(msg_keys, msg_i, sig_i, sig_mask, sig_f, value, raw, valid, time_s, cmd, bal, bal_keys, cpb, inp,
                     bleed, bleeding, keys, data, dlc):
     """Decode the frames (:func:`bms.can._kernels.decode_frame`, stamp 0) and, if any was decoded:

@@ -279,7 +279,7 @@ def circuit_step(p, f, pk, acc, inp, eth, rth, dt_s):
     return i_pack
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def pack_step(p, f, st, inp, bleed_cmd, dt_s):
     """One physics step of the whole pack: contactors, cell Thevenin sources, circuit,
     current split and cell update, and (every ``p.thermal_every`` steps) the thermal network
@@ -306,7 +306,7 @@ def pack_step(p, f, st, inp, bleed_cmd, dt_s):
         refresh_cache(p, st.x, st.cache, dt_s)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def pack_run(p, f, st, inp_seq, bleed_cmd, dt_s, trace):
     """Run ``inp_seq.shape[0]`` steps of :func:`pack_step` with the input rows of ``inp_seq``;
     ``trace`` (n_steps, 3) receives pack voltage, pack current and bus voltage per step."""

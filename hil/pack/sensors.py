@@ -90,7 +90,7 @@ def sensor_truth(p, f, st):
     tr[ns + nts + 2] = st.pk[PK_VBUS]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def sample_sensors(p, f, st, dt_since_s):
     """Measure every channel into ``st.meas``:
 
