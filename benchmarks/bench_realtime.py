@@ -9,7 +9,8 @@ Measured: python-can's ``virtual`` bus (the programs as threads of this process,
 SocketCAN at normal priority, and SocketCAN with the BMS and the pack under ``SCHED_FIFO``
 (``--rt-priority``, as ``chrt -f`` on a bench; needs root, which the user-mode Linux guest is). ``BMS_BENCH_RUNS`` (default 1) runs each; figures are medians over runs.
 Baseline: the DBC cycle time for periods, the 2 ms target for p99 jitter. Also reported: the
-BMS steps run late, the CPU seconds per second of the BMS, the pack and the recorder while the
+BMS steps run late, how late the BMS's loop woke for its steps (the operating system's share
+of the jitter), the CPU seconds per second of the BMS, the pack and the recorder while the
 scenario runs, how busy the machine was (inside user-mode Linux: the guest's one CPU), and the
 host's load average at the start, since the tail of the jitter follows the load."""
 
@@ -38,11 +39,12 @@ def measure(out: Path, smap) -> dict:
     fig = cyclic_figures(out / "bus.log", smap)
     t_on = pack["fault_wall_time"].get("board_silent(board=3)")
     lat = open_latency_s(out / "bus.log", smap, t_on) if t_on is not None else None
-    stats = json.loads((out / "bms.json").read_text())["stats"]
+    bms = json.loads((out / "bms.json").read_text())
+    stats = bms["stats"]
     cpu = bench.get("cpu_realtime", {})
     wall = cpu.get("wall_s") or float("nan")
     return {"cyclic": fig, "fault_to_open_s": lat, "passed": pack["passed"], "overruns": stats["overruns"],
-            "late_pct": 100.0 * stats["overruns"] / max(stats["steps"], 1),
+            "late_pct": 100.0 * stats["overruns"] / max(stats["steps"], 1), "wake": bms.get("wake_late", {}),
             "busy_pct": 100.0 * cpu["busy_fraction"] if "busy_fraction" in cpu else None,
             **{f"cpu_{k}": cpu[k] / wall for k in ("bms", "pack", "record") if k in cpu}}
 
@@ -105,6 +107,11 @@ def run() -> dict:
                                             note=f"BMS steps run late; {len(runs)} run(s), scenario verdicts passed in "
                                                  f"{sum(r['passed'] for r in runs)}")
         out[f"{tag}_bms_late_steps_pct"] = figure(med(lambda r: r["late_pct"]), "%")
+        for stat in ("p50", "p99", "max"):
+            out[f"{tag}_bms_wake_late_{stat}_ms"] = figure(
+                med(lambda r: r["wake"].get(f"{stat}_ms")), "ms",
+                note="BMS loop: step deadline -> loop awake (bms.node.wakeup); the OS's share of the jitter"
+                if stat == "p99" else "")
         if backend.startswith("socketcan"):
             out[f"{tag}_cpu_busy_pct"] = figure(med(lambda r: r["busy_pct"]), "%",
                                                 note=f"CPU busy while the scenario ran ({where}: "

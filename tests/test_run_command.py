@@ -58,6 +58,8 @@ def test_bms_run_on_a_virtual_bus_talks_to_a_peer_and_ends_with_a_state_frame(tm
     s = d["stats"]
     assert s["frames_accepted"] >= 20 and s["rejected"]["bad_crc"] == 0 and s["steps"] >= 50
     assert not s["silent"]["VCU"] and s["silent"]["CMU00"]  # the VCU talked; no CMU on this bus
+    w = d["wake_late"]   # how late the loop woke for its steps (bms.node.wakeup)
+    assert 0 < w["n"] <= s["steps"] and 0.0 <= w["p50_ms"] <= w["p99_ms"] <= w["max_ms"], w
     states = [m for m in got if m.arbitration_id == state.frame_id]
     assert len(states) >= 50 and all(st_spec.check(bytes(m.data)) for m in states)
     last = got[-1]  # the final state frame comes after every scheduled one

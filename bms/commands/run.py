@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if args.state is not None:
             save_state(node.st, args.state, rested=opened)   # rests from now on if the contactors opened
         if args.stats_json is not None:
-            args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status(), "sched": sched},
+            args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status(), "sched": sched,
+                                                  "wake_late": node.wake.summary()},
                                                   indent=1, default=float))
     finally:
         stop.restore()

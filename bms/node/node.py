@@ -31,6 +31,7 @@ from bms.node.clock import SimClock, WallClock
 from bms.node.rx import Receiver
 from bms.node.stats import NodeStats
 from bms.node.tx import Transmitter
+from bms.node.wakeup import WakeLateness
 from bms.signal_map import DEFAULT_MAP, SignalMap, load_map
 
 MAX_CATCH_UP = 10  # steps run back to back when late; beyond, one step covers the gap
@@ -261,9 +262,11 @@ class BmsNode:
     def run(self, duration_s: float | None = None, stop: Callable[[], bool] = lambda: False,
             on_status: Callable[[dict], None] | None = None, status_period_s: float = 0.5) -> None:
         """Real-time loop: receive (stamped on arrival) while waiting for the next step deadline,
-        run the due steps and sends; until ``stop()`` or ``duration_s`` elapsed."""
+        run the due steps and sends; until ``stop()`` or ``duration_s`` elapsed. ``self.wake``
+        (:class:`bms.node.wakeup.WakeLateness`) collects how late the loop woke for each step."""
         if self.bus is None:
             raise ValueError("BmsNode.run needs a bus")
+        self.wake = WakeLateness()
         if self.stats.steps == 0:
             self._listen(stop)
         t_start = self.clock.now_s()
@@ -272,6 +275,8 @@ class BmsNode:
             now = self.clock.now_s()
             if duration_s is not None and now - t_start >= duration_s:
                 break
+            if now >= self.next_step_s:
+                self.wake.add(now - self.next_step_s)
             self.step_to(now, poll=False, count_overruns=True)
             if on_status is not None and now >= next_status:
                 on_status(self.status())
