@@ -115,16 +115,9 @@ NOT_AT_10X = {
 }
 # Known to fail at full length too (measured, not a 10x artefact): kept here, strict, so that the
 # fix shows up as an XPASS failure and the failure stays visible meanwhile.
-KNOWN_FAILING = {
-    "city_bus_route": "SOC error 3.72 % at 10x with the G profiles (limit 2.5; before them 4.97 % at 10x, 5.27 % "
-                      "at full rate). Cause, measured before the G profiles: the power-up prior. Read from a rested voltage at 85 % with the hysteresis unknown, each cell's SOC sd is 0.2 "
-                      "(p0_soc; the hysteresis ambiguity alone spans 0.63..0.99 on the flat upper plateau, 0.25 mV per %), so sub-mV correlated errors steer the "
-                      "filters: the cell-voltage sensor offsets (1 mV sd) push single cells to the top of the flat "
-                      "0.93-0.98 segment (per-cell error vs offset r = +0.59, 2.2 % per mV; end: 75 % on the worst cell), "
-                      "and without any offset the common model mismatch still moves the mean +4.4 % in the first 15 "
-                      "min (max 4.67 %). With the power-up sd capped at 0.05 both pass (1.97 % with offsets), but that "
-                      "assumes the hysteresis branch the plant happens to start on. The hysteresis ambiguity is common "
-                      "to the string, the offsets are per cell: a mean-plus-difference estimator would separate them"}
+# city_bus_route was here until the string's power-up became mean plus differences with the mean
+# cell's SOC and hysteresis correlated (bms.soc.estimator.init_from_rest): 3.77 -> 2.31 % at 10x.
+KNOWN_FAILING: dict[str, str] = {}
 
 
 def long_plain_scenarios() -> list[str]:

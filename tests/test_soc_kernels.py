@@ -216,3 +216,56 @@ def test_ekf_state_layouts_give_the_same_filter(winston):
     np.testing.assert_array_equal(xc, x[:, :NXE])
     np.testing.assert_array_equal(Pc, P)
     np.testing.assert_array_equal(st2.x[:, :NXE], x[:, :NXE])
+
+
+def test_string_power_up_reads_the_mean_and_weighs_each_cells_difference(winston):
+    """init_from_rest on a string: the mean cell from the mean voltage with the hysteresis
+    ambiguity's variance; on the flat plateau a cell's 1 mV offset (4 % SOC when read alone) moves
+    it only a little from the mean, on the steep low end each cell keeps its own reading."""
+    from bms.soc.layout import PZ
+
+    p = winston.params
+    tune = E.default_tuning(E.EST_EKF, p)
+    off = np.array([0.0, 1e-3, -1e-3, 0.5e-3, -0.5e-3, 0.0])
+    for z_true, near in ((0.85, 0.005), (0.1, None)):
+        v0 = float(_rest_v(p, z_true))
+        x, P = E.new_state(off.size, p, tune)
+        E.init_from_rest(p, tune, x, P, v0 + off, 20.0)
+        alone, _ = E.new_state(1, p, tune)
+        assert E.has_mean_lane(x) and not E.has_mean_lane(alone)
+        z_alone = []
+        for v in v0 + off:
+            xa, Pa = E.new_state(1, p, tune)
+            E.init_from_rest(p, tune, xa, Pa, v, 20.0)
+            z_alone.append(xa[0, IZ])
+        z_alone = np.array(z_alone)
+        zm = E.mean_lane(x)[IZ]
+        assert np.all(P[:, PZ, PZ] <= 0.02**2 + 1e-12)
+        if near is not None:  # plateau: cells stay at the mean reading
+            assert np.ptp(z_alone) > 0.03 and np.all(np.abs(x[:, IZ] - zm) < near)
+        else:  # slope: own reading
+            np.testing.assert_allclose(x[:, IZ] - zm, z_alone - z_alone.mean(), atol=2e-3)
+
+
+def test_string_cells_mean_follows_the_mean_cell_and_copies_keep_it(winston):
+    p = winston.params
+    tune = E.default_tuning(E.EST_EKF, p)
+    n = 8
+    rng = np.random.default_rng(5)
+    x, P = E.new_state(n, p, tune)
+    E.init_from_rest(p, tune, x, P, _rest_v(p, 0.8) + rng.normal(0, 1e-3, n), 20.0)
+    ok = np.ones(n, dtype=np.bool_)
+    for k in range(50):
+        v = _rest_v(p, 0.8) - 0.02 + rng.normal(0, 1e-3, n)
+        E.soc_step(E.EST_EKF, p, tune, x, P, -100.0, v, np.full(n, 20.0), ok, 1.0)
+    assert x[:, IZ].mean() == pytest.approx(E.mean_lane(x)[IZ], abs=1e-12)
+    x2, P2 = E.copy_state(x, P)
+    assert E.has_mean_lane(x2) and E.mean_lane(x2)[IZ] == E.mean_lane(x)[IZ]
+    E.init_at_soc(p, tune, x, P, 0.5, 20.0)  # a restored SOC: per-cell filters only
+    assert not E.has_mean_lane(x)
+
+
+def _rest_v(p, z):
+    from bms.soc.ocv import rest_voltage_and_slope
+
+    return rest_voltage_and_slope(p, z, 20.0, 0.0, 0.0)[0]

@@ -15,6 +15,7 @@ the next kind number in ``soc_step`` (and :func:`bms.soc.run.run_series`) and a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba as nb
@@ -22,6 +23,8 @@ import numpy as np
 
 from bms.model import CellParams
 from bms.soc.cc import cc_cell
+from bms.soc.ekf import ROCV as IW_OCV
+from bms.soc.ekf import RVNOW as IW_VNOW
 from bms.soc.ekf import ekf_run
 from bms.soc.layout import (
     IBIAS, IC_T, ICAP, IH, IP, IS, ITHOLD, IVHOLD, IZ, IZG, NP, NT, NXW, PB, PH, PV1, PV2, PZ, ROW_CELLS,
@@ -127,11 +130,37 @@ def state_arrays(n):
 
 def copy_state(x: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A copy of ``x``, ``P`` in the layout of :func:`state_arrays` (``np.copy`` of either alone
-    would lose it)."""
+    would lose it), with the string's mean-cell lane (:func:`mean_lane`) when ``x`` has one."""
     x2, P2 = state_arrays(x.shape[0])
     x2[:, :x.shape[1]] = x
     P2[:] = P
+    if has_mean_lane(x):
+        mean_lane(x2)[:] = mean_lane(x)
     return x2, P2
+
+
+#: prior standard deviation of a cell's SOC difference from the string mean at power-up (cells of
+#: a balanced pack are within a few %); see :func:`init_from_rest`
+SOC_DIFF_SD = 0.02
+
+
+@nb.njit(cache=True)
+def has_mean_lane(x):
+    """True when ``x`` (:func:`state_arrays` layout, 2 or more cells, a spare lane) carries the
+    string's mean cell in lane n (:func:`mean_lane`), switched on by :func:`init_from_rest`."""
+    n = x.shape[0]
+    if n < 2 or n >= ROW_CELLS or x.shape[1] != NXW or x.strides[0] != 8 or x.strides[1] != 8 * ROW_CELLS:
+        return False
+    return mean_lane(x)[ICAP] > 0.0
+
+
+@nb.njit(cache=True)
+def mean_lane(x):
+    """Lane n of the storage behind ``x`` (n, NXW): the mean cell's state row (x columns, P in
+    columns IP..), outside ``x`` itself (``x`` must have the :func:`state_arrays` layout with
+    n < ROW_CELLS)."""
+    n = x.shape[0]
+    return np.lib.stride_tricks.as_strided(x, shape=(n + 1, NXW), strides=x.strides)[n]
 
 
 def new_state(n: int, p: CellParams, tune: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -166,27 +195,80 @@ def init_at_soc(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray, s
     P[:, PV2, PV2] = 1e-6
     P[:, PH, PH] = tune[T_P0H]
     P[:, PB, PB] = tune[T_P0B]
+    if has_mean_lane(x):
+        mean_lane(x)[:] = 0.0  # per-cell filters only (a restored or assumed SOC)
 
 
 def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray, cell_v, temp_c,
                    h: float = 0.0) -> None:
     """Initialise as the firmware does at power-up: SOC from the rested voltage, read with
     hysteresis state ``h`` (0 when unknown); the SOC variance covers the hysteresis
-    ambiguity, M / (dOCV/dz), so the filter can correct it."""
+    ambiguity, M / (dOCV/dz), so the filter can correct it.
+
+    A string (2 or more cells, ``x`` from :func:`new_state`) starts as mean plus differences
+    (docs/soc-tuning.md, "Power-up of a series string"): the hysteresis ambiguity is common to the string, the
+    voltage sensors' offsets are per cell. The string's mean cell (:func:`mean_lane`) is read
+    from the mean rested voltage (offsets average out) with the ambiguity's variance; each cell
+    starts at that SOC plus its own reading's difference from the mean, weighted against the
+    prior ``SOC_DIFF_SD`` of a cell's difference (a relaxed voltage's variance ``r_rest`` over
+    the OCV slope squared: the difference's reading): on the flat plateau a cell stays near the
+    mean, on a slope it takes its own reading. Each cell's SOC variance is then that of its
+    difference; :func:`soc_step` moves the cells' mean to the mean cell's estimate. With ``h``
+    unknown the mean cell's SOC and hysteresis start correlated, on the line the rested voltage
+    allows (z = z0 + k h, k = -(z read at h = -1 minus z read at h = +1) / 2, h uniform in
+    [-1, 1]: variance 1/3), not as two independent unknowns."""
     cell_v = np.broadcast_to(np.asarray(cell_v, dtype=float), (x.shape[0],))
     temp_c = np.broadcast_to(np.asarray(temp_c, dtype=float), (x.shape[0],))
     init_at_soc(p, tune, x, P, 0.5, temp_c, h)
-    for c in range(x.shape[0]):
-        if not (np.isfinite(cell_v[c]) and np.isfinite(temp_c[c])):
-            continue  # stays at 50 % with the full variance
-        z, slope = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), h, float(np.sign(h)))
-        z_hi, _ = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), -1.0, -1.0)
-        z_lo, _ = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), 1.0, 1.0)
+    ok = np.isfinite(cell_v) & np.isfinite(temp_c)
+    for c in np.flatnonzero(ok):
+        z, p_zz = _read_rest(p, tune, float(cell_v[c]), float(temp_c[c]), h)
         x[c, IZ] = z
         x[c, IZG] = z
         x[c, IVHOLD] = cell_v[c]
-        spread = 0.5 * abs(z_hi - z_lo) if h == 0.0 else 0.0
-        P[c, PZ, PZ] = max(tune[T_P0Z], spread**2 + 1e-4)
+        P[c, PZ, PZ] = p_zz  # cells without a usable reading stay at 50 % with the full variance
+    n = x.shape[0]
+    if n < 2 or n >= ROW_CELLS or not ok.any() or x.shape[1] != NXW or x.strides != (8, 8 * ROW_CELLS):
+        return
+    # the string: the mean cell from the mean voltage, each cell the mean plus its weighted difference
+    v_mean, t_mean = float(cell_v[ok].mean()), float(temp_c[ok].mean())
+    xm = mean_lane(x)
+    xm[:] = x[int(np.flatnonzero(ok)[0])]  # a cell's row (x and P), then the mean cell's own values
+    z_mean, p_mean = _read_rest(p, tune, v_mean, t_mean, h)
+    xm[IZ] = xm[IZG] = z_mean
+    xm[IVHOLD] = v_mean
+    xm[ITHOLD] = t_mean
+    xm[IC_T] = -1e300
+    xm[IP + PZ * NP + PZ] = p_mean
+    if h == 0.0:  # SOC and hysteresis on the line the rested voltage allows: z = z0 + k h
+        z_hi, _ = soc_from_rest_voltage(p, v_mean, t_mean, -1.0, -1.0)
+        z_lo, _ = soc_from_rest_voltage(p, v_mean, t_mean, 1.0, 1.0)
+        k = -0.5 * (z_hi - z_lo)
+        p_hh = 1.0 / 3.0  # h anywhere in [-1, 1]: a uniform distribution's variance
+        xm[IP + PH * NP + PH] = p_hh
+        xm[IP + PZ * NP + PZ] = k * k * p_hh + 1e-4
+        xm[IP + PZ * NP + PH] = xm[IP + PH * NP + PZ] = k * p_hh
+    z_read = x[:, IZ].copy()
+    z_read_mean = z_read[ok].mean()
+    for c in range(n):
+        d, var_d = 0.0, SOC_DIFF_SD**2
+        if ok[c]:
+            _, slope = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), h, float(np.sign(h)))
+            var_read = tune[T_RREST] / max(slope * slope, 1e-12)
+            w = var_d / (var_d + var_read)
+            d, var_d = w * (z_read[c] - z_read_mean), w * var_read
+        x[c, IZ] = x[c, IZG] = min(max(z_mean + d, 0.0), 1.0)
+        P[c, PZ, PZ] = var_d
+
+
+def _read_rest(p: CellParams, tune: np.ndarray, v: float, temp_c: float, h: float) -> tuple[float, float]:
+    """(SOC, SOC variance) read from a rested voltage with hysteresis state ``h`` (0: unknown,
+    the variance then covers the span of the two hysteresis branches' readings)."""
+    z, _ = soc_from_rest_voltage(p, v, temp_c, h, float(np.sign(h)))
+    z_hi, _ = soc_from_rest_voltage(p, v, temp_c, -1.0, -1.0)
+    z_lo, _ = soc_from_rest_voltage(p, v, temp_c, 1.0, 1.0)
+    spread = 0.5 * abs(z_hi - z_lo) if h == 0.0 else 0.0
+    return z, max(tune[T_P0Z], spread**2 + 1e-4)
 
 
 @nb.njit(cache=True)
@@ -197,9 +279,53 @@ def soc_step(kind, p, tune, x, P, i_a, cell_v, temp_c, valid, dt_s):
         none = tune[:0]  # empty views: scalar current and step (no allocation)
         ekf_run(p, tune, x, P, none, i_a, cell_v[None, :], temp_c[None, :], valid[None, :], none, dt_s,
                 x[:0, :1])
+        if has_mean_lane(x):
+            _mean_cell_step(p, tune, x, i_a, cell_v, temp_c, valid, dt_s)
     else:
         for c in range(x.shape[0]):
             cc_cell(p, tune, x[c], P[c], i_a, cell_v[c], temp_c[c], valid[c], dt_s)
+
+
+_ONE_TRUE = np.ones((1, 1), dtype=np.bool_)  # a constant in compiled code
+
+
+@nb.njit(cache=True)
+def _mean_cell_step(p, tune, x, i_a, cell_v, temp_c, valid, dt_s):
+    """The string's mean cell (:func:`mean_lane`): the same EKF on the mean of the usable cell
+    voltages and temperatures, then every cell's SOC moved by the mean cell's SOC minus the
+    cells' mean (the shared correction of the common part; the cells' own filters keep the
+    differences). The mean's inputs are held in the mean cell's scratch columns (no allocation)."""
+    n = x.shape[0]
+    full = np.lib.stride_tricks.as_strided(x, shape=(n + 1, NXW), strides=x.strides)
+    acc_v, nv, acc_t, nt = 0.0, 0, 0.0, 0
+    for c in range(n):
+        if valid[c] and math.isfinite(cell_v[c]):
+            acc_v += cell_v[c]
+            nv += 1
+        if math.isfinite(temp_c[c]):
+            acc_t += temp_c[c]
+            nt += 1
+    xm = full[n:]
+    # the inputs in scratch columns the kernel reads before it writes them (RVNOW) or writes
+    # only after its first pass (ROCV)
+    xm[0, IW_VNOW] = acc_v / nv if nv > 0 else math.nan
+    xm[0, IW_OCV] = acc_t / nt if nt > 0 else math.nan
+    Pm = np.lib.stride_tricks.as_strided(full[n:, IP:], shape=(1, NP, NP), strides=(8, NP * x.strides[1], x.strides[1]))
+    none = tune[:0]
+    ekf_run(p, tune, xm, Pm, none, i_a, xm[:, IW_VNOW:IW_VNOW + 1], xm[:, IW_OCV:IW_OCV + 1], _ONE_TRUE, none, dt_s,
+            x[:0, :1])
+    mean, nz = 0.0, 0
+    for c in range(n):
+        if math.isfinite(x[c, IZ]):  # a corrupted cell (caught by SOC_IMPLAUSIBLE) stays its own
+            mean += x[c, IZ]
+            nz += 1
+    shift = xm[0, IZ] - mean / max(nz, 1)
+    if nz == 0 or not math.isfinite(shift):
+        return
+    for c in range(n):
+        if math.isfinite(x[c, IZ]):
+            x[c, IZ] = min(max(x[c, IZ] + shift, 0.0), 1.0)
+            x[c, IZG] = min(max(x[c, IZG] + shift, 0.0), 1.0)
 
 
 def soc_of(x: np.ndarray) -> np.ndarray:
