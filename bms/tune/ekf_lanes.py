@@ -23,14 +23,16 @@ the sets is a loop over contiguous lanes with compile-time row offsets that LLVM
 (AVX2: 4 sets per instruction; ``ekf_lanes.inspect_asm`` shows packed ymm arithmetic).
 Branches are selects.
 The per-set table lookups (SOC-indexed OCV, hysteresis, R0 and RC factors: a gather whose
-index differs per set) read tables blended over temperature once per temperature bracket, not
-per set and sample: segment k of a table at (j, wt) is its value at the segment's start and its
-slope per grid step (:func:`blend_segment`), blended lazily (a segment is blended the first time
-a set's SOC falls in it at that bracket; a version stamp per segment), so a lookup is two loads
-and ``value + ws slope`` in the vector loop; only the loads are a scalar loop of their own
-(bilinear's value and slope in another order: the value differs from ``bilinear``'s by
-rounding, ~1 ulp of the OCV; 21.0 -> 18.7 ns CPU per filter-step single-threaded on the
-benchmark's series, medians of 15 interleaved A/B runs under load). And
+index differs per set) are not gathered per sample: each lane keeps the corners of the table
+segment its SOC is in (:func:`load_corners`: the value at the segment's start and its slope per
+grid step at the two temperature rows of the bracket, as differences), reloaded in a scalar loop
+only for the lanes whose SOC left its segment (the grid is 1 % SOC: a set crosses a segment every
+few tens of samples at most) or for all when the temperature row changes; the vector loops blend
+them at the temperature weight and the SOC weight (``a + wt da + ws (s + wt ds)``:
+:func:`bms.model.bilinear`'s value in another order, ~1 ulp of the OCV apart) inside the time and
+measurement updates. Before: segments blended per temperature bracket (a version stamp each) and
+gathered per set and sample, 26.4 -> 21.9 ns CPU per filter-step single-threaded on the
+benchmark's series (medians of 21 interleaved A/B runs, load ~11 on 2 cores). And
 the hysteresis decay ``exp(-gamma |i - b| dt / Q)`` uses :func:`bms.soc.ekf.exp_neg_taylor`
 in the vector loop whenever the bound ``gamma |i| + b_max`` shows every set below
 ``EXP_TAYLOR_MAX`` (otherwise a scalar loop with :func:`bms.soc.ekf.exp_neg`).
@@ -68,16 +70,14 @@ from bms.tune.metrics import acc_add, acc_finish, acc_reset, acc_scratch
 #: sets per block (a compile-time constant: row offsets fold into the addresses)
 LANES = 16
 L = LANES
-#: rows of S: filtered state, covariance (upper triangle), tuning, per-sample intermediates
+#: rows of S: filtered state, covariance (upper triangle), tuning, per-sample intermediates, and
+#: each lane's table corners (:func:`load_corners`: OCV, hysteresis M, R0 factor F, G; 4 rows each)
 (RZ, RV1, RV2, RH, RS, RB, RREST, REB,
  R00, R01, R02, R03, R04, R11, R12, R13, R14, R22, R23, R24, R33, R34, R44,
  RQZ, RQZA, RQV, RQV2, RQH, RQB, RINVRV, RRV, RRREST, RSIGR, RRESTI, RRESTS, RBMAX, RTAUE, RKE,
- RAH, RGRC, RDGRC, ROCV, RDOCV, RM, RDM, RF, RZG, RDF, RWS, RSN) = range(50)
-NROW = 50
-#: columns of a blended segment (:func:`blend_segment`): value at the segment's start and slope per
-#: grid step of OCV, hysteresis M and the R0 SOC factor F (measurement), of G (time update)
-SEG_M = 6
-SEG_G = 2
+ RAH, RZG, RWS, RWSG, RSN) = range(43)
+RC_OCV, RC_M, RC_F, RC_G = range(43, 59, 4)
+NROW = 59
 #: (row of S, index in the tuning vector) of the tuning values the kernel reads per set
 TUNE_ROWS = ((RQZ, T_QZ), (RQZA, T_QZ_ADAPT), (RQV, T_QV), (RQV2, T_QV2), (RQH, T_QH), (RQB, T_QB), (RRV, T_RV),
              (RRREST, T_RREST), (RSIGR, T_SIGMA_R), (RRESTI, T_REST_I), (RRESTS, T_REST_S), (RBMAX, T_BIAS_MAX),
@@ -85,26 +85,46 @@ TUNE_ROWS = ((RQZ, T_QZ), (RQZA, T_QZ_ADAPT), (RQV, T_QV), (RQV2, T_QV2), (RQH, 
 
 
 @nb.njit(cache=True, inline="always")
-def blend_segment(seg, o, tab, j, j1, k, wt):
-    """SOC segment ``k`` of ``tab`` (nT, nS) blended over temperature at the bracket (j, wt):
-    ``seg[o] = (1-wt) tab[j,k] + wt tab[j1,k]`` (the value at the segment's start) and
-    ``seg[o+1] = (1-wt)(tab[j,k+1] - tab[j,k]) + wt(tab[j1,k+1] - tab[j1,k])`` (the slope per
-    grid step, as :func:`bms.model.bilinear`'s), so the value at ``ws`` is ``seg[o] + ws seg[o+1]``."""
+def load_corners(S, c0, r, tab, j, j1, k):
+    """Lane ``r``'s corners of SOC segment ``k`` of ``tab`` (nT, nS) at the temperature rows
+    (j, j1), into rows c0..c0+3 of ``S``: ``a = tab[j,k]``, ``da = tab[j1,k] - a``, the slope per
+    grid step ``s = tab[j,k+1] - a`` and ``ds = (tab[j1,k+1] - tab[j1,k]) - s``, so the value at
+    the brackets (wt, ws) is :func:`corner_value` (:func:`bms.model.bilinear`'s, to rounding)."""
     a0 = tab[j, k]
     a1 = tab[j1, k]
-    seg[o] = (1.0 - wt) * a0 + wt * a1
-    seg[o + 1] = (1.0 - wt) * (tab[j, k + 1] - a0) + wt * (tab[j1, k + 1] - a1)
+    s0 = tab[j, k + 1] - a0
+    S[c0 * L + r] = a0
+    S[(c0 + 1) * L + r] = a1 - a0
+    S[(c0 + 2) * L + r] = s0
+    S[(c0 + 3) * L + r] = (tab[j1, k + 1] - a1) - s0
 
 
 @nb.njit(cache=True, inline="always")
-def lanes_bracket(S, z_row, ws_row, kidx, soc0, inv_dsoc, ns):
+def corner_slope(S, c0, r, wt):
+    """The slope per grid step of lane ``r``'s segment (:func:`load_corners`) at the temperature
+    weight ``wt``: ``s + wt ds``."""
+    return S[(c0 + 2) * L + r] + wt * S[(c0 + 3) * L + r]
+
+
+@nb.njit(cache=True, inline="always")
+def corner_value(S, c0, r, wt, ws, slope):
+    """The value of lane ``r``'s segment (:func:`load_corners`) at (wt, ws): ``a + wt da + ws slope``."""
+    return S[c0 * L + r] + wt * S[(c0 + 1) * L + r] + ws * slope
+
+
+@nb.njit(cache=True, inline="always")
+def lanes_bracket(S, z_row, ws_row, knew, kold, soc0, inv_dsoc, ns):
     """:func:`bms.model.grid_bracket` of every lane's SOC, branch-free (so it vectorises): the
-    segment into ``kidx``, the weight into row ``ws_row`` of ``S``."""
+    segment into ``knew``, the weight into row ``ws_row`` of ``S``; returns how many lanes left
+    their segment ``kold`` (whose corners must be loaded again)."""
+    moved = 0
     for r in range(L):
         u = min(max((S[z_row * L + r] - soc0) * inv_dsoc, 0.0), ns - 1.0)
         kk = min(int(u), ns - 2)
-        kidx[r] = kk
+        knew[r] = kk
         S[ws_row * L + r] = u - kk
+        moved += kk != kold[r]
+    return moved
 
 
 @nb.njit(cache=True, error_model="numpy", fastmath={"contract", "arcp", "nsz", "reassoc"})
@@ -120,14 +140,10 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
     xc[0, IC_T] = -1e300
     ring, win, mx = acc_scratch(win_n, L)
     ns = p.ocv_v.shape[1]
-    kidx = np.zeros(L, dtype=np.int64)
-    seg_m = np.empty((ns - 1) * SEG_M)  # segments blended at the measurement's temperature bracket,
-    seg_g = np.empty((ns - 1) * SEG_G)  # at the time update's (G)
-    stamp_m = np.full(ns - 1, -1)  # version of the bracket each segment was blended at
-    stamp_g = np.full(ns - 1, -1)
-    ver_m = -1
-    ver_g = -1
-    j_m, w_m, j_g, w_g = -1, math.nan, -1, math.nan  # the brackets of those versions
+    knew = np.zeros(L, dtype=np.int64)
+    kold_m = np.full(L, -1)  # each lane's SOC segment whose corners S holds (measurement, G)
+    kold_g = np.full(L, -1)
+    j_m, j_g = -1, -1  # the temperature rows those corners were loaded at
     acc_reset(acc, ring, win, mx, L)
     bmax_blk = 0.0
     for r in range(L):
@@ -142,7 +158,7 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
         for row, ti in TUNE_ROWS:
             S[row * L + r] = tn[ti]
         S[RINVRV * L + r] = 1.0 / tn[T_RV]
-        S[RGRC * L + r] = 1.0
+        S[RC_G * L + r] = 1.0  # G = 1 (its corners stay so without a G table)
         bmax_blk = max(bmax_blk, tn[T_BIAS_MAX])
     ocv_t, hyst_t, r0f_t, rcf_t, rc_soc = p.ocv_v, p.hyst_v, p.r0_soc_factor, p.rc_soc_factor, p.rc_soc_on
     soc0, inv_dsoc, one_t = p.soc0, 1.0 / p.dsoc, p.ocv_v.shape[0] == 1
@@ -178,6 +194,7 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
         if not kh * (abs(i_hold) + bmax_blk) < EXP_TAYLOR_MAX * (1.0 - 1e-9):
             for r in range(L):
                 S[RAH * L + r] = exp_neg(kh * abs(i_hold - S[RB * L + r]))
+        wtt = 0.0
         if rc_soc:
             jt = int(xc[0, IC_J])
             jt1 = jt if one_t else jt + 1
@@ -189,23 +206,12 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
                 zg = S[RZG * L + r]
                 charging = i_hold - S[RB * L + r] > S[RRESTI * L + r]
                 S[RZG * L + r] = zg + (z - zg) * kg if charging else z
-            if jt != j_g or wtt != w_g:
-                j_g, w_g = jt, wtt
-                ver_g += 1
-            lanes_bracket(S, RZG, RWS, kidx, soc0, inv_dsoc, ns)
-            for r in range(L):
-                kt = kidx[r]
-                if stamp_g[kt] != ver_g:
-                    blend_segment(seg_g, kt * SEG_G, rcf_t, jt, jt1, kt, wtt)
-                    stamp_g[kt] = ver_g
-                o = kt * SEG_G
-                S[RGRC * L + r] = seg_g[o]
-                S[RDGRC * L + r] = seg_g[o + 1]
-            for r in range(L):
-                charging = i_hold - S[RB * L + r] > S[RRESTI * L + r]
-                dgrc = S[RDGRC * L + r]
-                S[RGRC * L + r] = S[RGRC * L + r] + S[RWS * L + r] * dgrc
-                S[RDGRC * L + r] = 0.0 if charging else dgrc
+            if lanes_bracket(S, RZG, RWSG, knew, kold_g, soc0, inv_dsoc, ns) or jt != j_g:
+                for r in range(L):
+                    if knew[r] != kold_g[r] or jt != j_g:
+                        load_corners(S, RC_G, r, rcf_t, jt, jt1, knew[r])
+                        kold_g[r] = knew[r]
+                j_g = jt
         # ---- time update
         for r in range(L):
             b = S[RB * L + r]
@@ -214,13 +220,17 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
             ah = S[RAH * L + r]
             u0 = -eta * dt_q
             h_old = S[RH * L + r]
+            dgrc = corner_slope(S, RC_G, r, wtt)  # G and its slope per grid step at (T, zg)
+            grc = corner_value(S, RC_G, r, wtt, S[RWSG * L + r], dgrc)
+            rest_i = S[RRESTI * L + r]  # loaded before the select
+            dgrc = 0.0 if i_prev > rest_i else dgrc  # charging: zg is an input, no slope in F
             # the new sign goes into a row of its own, copied back after the measurement update: a
             # select written back to the row it reads is a masked store, and the measurement
             # update's load would wait
             (S[RZ * L + r], S[RZG * L + r], S[RV1 * L + r], S[RV2 * L + r], S[RH * L + r], S[RSN * L + r],
              u1, u2, u3, c1, c2) = time_update(
                 S[RZ * L + r], S[RZG * L + r], S[RV1 * L + r], S[RV2 * L + r], h_old, S[RS * L + r], i_prev, u0,
-                a1, a2, R1, R2, S[RGRC * L + r], S[RDGRC * L + r], ah, kh, i_sign, inv_dsoc, RC_SOC_JACOBIAN and rc_soc)
+                a1, a2, R1, R2, grc, dgrc, ah, kh, i_sign, inv_dsoc, RC_SOC_JACOBIAN and rc_soc)
             p44 = S[R44 * L + r]
             n00, n01, n02, n03, n04, n11, n12, n13, n14, n22, n23, n24, n33, n34 = cov_predict(
                 S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
@@ -260,37 +270,29 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
             m0 = xc[0, IC_M0]
             r0c = xc[0, IC_R0C]
             r0d = xc[0, IC_R0D]
-            if j != j_m or wt != w_m:
-                j_m, w_m = j, wt
-                ver_m += 1
-            lanes_bracket(S, RZ, RWS, kidx, soc0, inv_dsoc, ns)
-            for r in range(L):
-                kk = kidx[r]
-                if stamp_m[kk] != ver_m:
-                    o = kk * SEG_M
-                    blend_segment(seg_m, o, ocv_t, j, j1, kk, wt)
-                    blend_segment(seg_m, o + 2, hyst_t, j, j1, kk, wt)
-                    blend_segment(seg_m, o + 4, r0f_t, j, j1, kk, wt)
-                    stamp_m[kk] = ver_m
-            for r in range(L):
-                o = kidx[r] * SEG_M
-                S[ROCV * L + r] = seg_m[o]
-                S[RDOCV * L + r] = seg_m[o + 1]
-                S[RM * L + r] = seg_m[o + 2]
-                S[RDM * L + r] = seg_m[o + 3]
-                S[RF * L + r] = seg_m[o + 4]
-                S[RDF * L + r] = seg_m[o + 5]
+            if lanes_bracket(S, RZ, RWS, knew, kold_m, soc0, inv_dsoc, ns) or j != j_m:
+                for r in range(L):
+                    kk = knew[r]
+                    if kk != kold_m[r] or j != j_m:
+                        load_corners(S, RC_OCV, r, ocv_t, j, j1, kk)
+                        load_corners(S, RC_M, r, hyst_t, j, j1, kk)
+                        load_corners(S, RC_F, r, r0f_t, j, j1, kk)
+                        kold_m[r] = kk
+                j_m = j
             for r in range(L):
                 b = S[RB * L + r]
                 i_true = i_now - b
                 rested = S[RREST * L + r] >= S[RRESTS * L + r]
                 ws = S[RWS * L + r]
-                mh = S[RM * L + r] + ws * S[RDM * L + r]
+                docv = corner_slope(S, RC_OCV, r, wt)
+                dm = corner_slope(S, RC_M, r, wt)
+                df = corner_slope(S, RC_F, r, wt)
+                mh = corner_value(S, RC_M, r, wt, ws, dm)
                 h = S[RH * L + r]
                 r0 = r0c if i_true > 0.0 else r0d
-                y = (S[ROCV * L + r] + ws * S[RDOCV * L + r] + mh * h + m0 * S[RSN * L + r] + S[RV1 * L + r]
-                     + S[RV2 * L + r] + r0 * (S[RF * L + r] + ws * S[RDF * L + r]) * i_true)
-                hz = (S[RDOCV * L + r] + S[RDM * L + r] * h) * inv_dsoc
+                y = (corner_value(S, RC_OCV, r, wt, ws, docv) + mh * h + m0 * S[RSN * L + r] + S[RV1 * L + r]
+                     + S[RV2 * L + r] + r0 * corner_value(S, RC_F, r, wt, ws, df) * i_true)
+                hz = (docv + dm * h) * inv_dsoc
                 ph0, ph1, ph2, ph3, ph4, hph = cov_ph(
                     S[R00 * L + r], S[R01 * L + r], S[R02 * L + r], S[R03 * L + r], S[R04 * L + r], S[R11 * L + r],
                     S[R12 * L + r], S[R13 * L + r], S[R14 * L + r], S[R22 * L + r], S[R23 * L + r], S[R24 * L + r],
