@@ -153,9 +153,10 @@ class CoSim:
 
     # ---- one tick --------------------------------------------------------------------------
     def _plant_frames(self, t: float, bus_v: float) -> tuple[FrameArrays, list[can.Message] | None]:
-        """The plant's frames due at ``t`` as the BMS receives them (after the fault filter), as
-        arrays; python-can frames too when they are needed (a log, a frame-altering fault)."""
-        pk_keys, pk_data, pk_dlc = self.pack.frames_due_arrays(t)
+        """The pack's physics tick to ``t`` and its frames due at ``t`` as the BMS receives them (after
+        the fault filter), as arrays; python-can frames too when they are needed (a log, a
+        frame-altering fault)."""
+        pk_keys, pk_data, pk_dlc = self.pack.step_frames(t, self.dt_s)
         extra = self.vcu.frames_due(t) + (self.charger.frames_due(t, bus_v) if self.charger.connected else [])
         inj = self.inj
         if inj.frame_faults or inj.replay_store or self.writers or self.transport == "virtual_plain":
@@ -243,7 +244,6 @@ class CoSim:
                 events.append((t, "charge", f"charge complete (CV current {chg.i_a:.1f} A < {seg.stop_a} A)"))
                 seg_t0 = t - seg.duration_s  # the next tick moves on to the next segment
             # ---- plant physics and frames
-            pack.step(t, dt)
             plant, plant_msgs = self._plant_frames(t, bus_v)
             a, bms_frames = self._exchange(plant, plant_msgs, t)
             n_bms = a.keys.shape[0]

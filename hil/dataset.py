@@ -34,14 +34,15 @@ class _Recorder(CoSim):
         self.ch_t = p.ch_temp(int(self.node.prm.temp_of_cell[cell]))
         self.i_sum, self.i_n = 0.0, 0
         self.rows: list[tuple[float, float, float, float, float]] = []
-        step, meas, ch_i = self.pack.step, self.model.st.meas, p.ch_current
+        step_frames, meas, ch_i = self.pack.step_frames, self.model.st.meas, p.ch_current
 
-        def step_and_sum(t_s: float, dt_s: float) -> None:
-            step(t_s, dt_s)
+        def step_and_sum(t_s: float, dt_s: float):  # the co-simulation's physics tick (and frames due)
+            frames = step_frames(t_s, dt_s)
             self.i_sum += meas[ch_i]
             self.i_n += 1
+            return frames
 
-        self.pack.step = step_and_sum
+        self.pack.step_frames = step_and_sum
 
     def _record(self, rec, t, *args) -> None:
         super()._record(rec, t, *args)

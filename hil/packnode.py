@@ -4,6 +4,7 @@ boards (CMUs), its current sensor (ISENSE) and its contactor / bleed drivers.
     node = PackNode(smap, model)                  # model: hil.pack (params, faults, state, inp, bleed)
     node.step(t_s, dt_s)                          # physics over (t - dt, t], sensors sampled at t
     frames = node.frames_due(t_s)                 # encoded CMU / ISENSE frames due at t (DBC periods)
+    keys, data, dlc = node.step_frames(t_s, dt_s) # both in one compiled call, frames as arrays
     node.on_frames(frames)                        # BMS_State contactor commands, BMS_Balancing masks
 
 Every message, signal, scaling and period comes from the DBC through the signal map
@@ -32,7 +33,7 @@ from bms.node.rx import counter_signal
 from bms.signal_map import SignalMap
 from hil.pack import IN_K0, K_NEG, K_POS, K_PRE, PK_IPACK, PK_KFB0, PK_VBUS, PK_VPACK, X_T, X_Z
 from hil.pack.bound import bind_sensors, bind_step
-from hil.pack.frames import commands_kernel, plant_frames_kernel
+from hil.pack.frames import commands_kernel, plant_frames_kernel, plant_tick_kernel
 
 
 class PackModel(NamedTuple):
@@ -147,9 +148,19 @@ class PackNode:
         self._sample(max(t_s - self.t_sample_s, 0.0))
         self.t_sample_s = t_s
 
+    def step_frames(self, t_s: float, dt_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`step` then :meth:`frames_due_arrays` at ``t_s`` in one compiled call
+        (:func:`hil.pack.frames.plant_tick_kernel`; the same arrays, reused by a later call)."""
+        n = self._tick(dt_s, max(t_s - self.t_sample_s, 0.0), t_s)
+        self.t_sample_s = t_s
+        pl = self.plan
+        return pl.keys[:n], pl.data[:n], pl.dlc[:n]
+
     # ---- frames out --------------------------------------------------------------------------
     def _bind_frames(self):
-        """:func:`hil.pack.frames.plant_frames_kernel` bound to the model's and the schedule's arrays."""
+        """:func:`hil.pack.frames.plant_frames_kernel` bound to the model's and the schedule's arrays,
+        and :func:`hil.pack.frames.plant_tick_kernel` (with the physics step and the sensors) bound
+        to them too."""
         m, pl, c = self.m, self.plan, self.codec
         nm = m.st.meas.shape[0]
         fill_always = _pairs([(self.s_i, m.p.ch_current), (self.s_pv, m.p.ch_pack_v), (self.s_bv, m.p.ch_bus_v)]
@@ -157,11 +168,13 @@ class PackNode:
         fill_board = _pairs(list(zip(self.cell_slots, self.ch_cells)) + list(zip(self.temp_slots, self.ch_temps)))
         balfb = _pairs(list(zip(self.balfb_slots, self.balfb_boards)))
         board_temp = _pairs(list(zip(self.tmp_slots, self.tmp_boards)))
-        return bind(plant_frames_kernel, m.st.meas, m.st.pk, m.bleed, m.st.ts_temp, fill_always, fill_board, balfb,
-                    board_temp, int(self.cpb), int(self.tpb), self.is_board, self.next_s, self.period_s, self.ctr_slot,
-                    self.ctr_mod, self.counter, self._due, self.values, pl.begin, pl.rows, pl.mux, c.msg_i, c.sig_i,
-                    c.sig_mask, c.sig_f, pl.e2e_id, pl.e2e_crc_byte, pl.keys, pl.data, pl.dlc, pl.saturated,
-                    free=(nb.float64,))
+        plan = (fill_always, fill_board, balfb, board_temp, int(self.cpb), int(self.tpb), self.is_board, self.next_s,
+                self.period_s, self.ctr_slot, self.ctr_mod, self.counter, self._due, self.values, pl.begin, pl.rows,
+                pl.mux, c.msg_i, c.sig_i, c.sig_mask, c.sig_f, pl.e2e_id, pl.e2e_crc_byte, pl.keys, pl.data, pl.dlc,
+                pl.saturated)
+        self._tick = bind(plant_tick_kernel, m.p, m.f, m.st, m.inp, m.bleed, *plan,
+                          free=(nb.float64, nb.float64, nb.float64))
+        return bind(plant_frames_kernel, m.st.meas, m.st.pk, m.bleed, m.st.ts_temp, *plan, free=(nb.float64,))
 
     def frames_due_arrays(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every frame due at ``t_s`` (each message on its DBC period), encoded in one batch:

@@ -108,3 +108,16 @@ def assemble_kernel(value, valid, time_s, cell_slots, cpb, temp_slots, board_err
     u[L.U_VCU_VALID] = 1.0 if req_ok else 0.0
     u[L.U_VCU_AGE_S] = max(now_s - time_s[q], 0.0)
     u[L.U_CHARGER_CONNECTED] = 1.0 if _fresh(sc[SC_ROW_CHARGER], age, timeout_s) else 0.0
+
+
+@nb.njit(cache=True, nogil=True)
+def inputs_kernel(mux_mask, last_t, value, valid, time_s, cell_slots, cpb, temp_slots, board_err, board_row, sc, age,
+                  late, timeout_s, cell_v, board_valid, board_age_s, temp_c, temp_valid, temp_age_s, u, now_s,
+                  contactor_fb):
+    """:func:`ages_kernel` then :func:`assemble_kernel` at ``now_s`` in one call (the node's receive
+    side once per tick, arguments ordered for :func:`bms.bound.bind`: the instant and the contactor
+    feedback last). Returns ages_kernel's result (some late[r] changed)."""
+    changed = ages_kernel(mux_mask, last_t, timeout_s, now_s, age, late)
+    assemble_kernel(value, valid, time_s, cell_slots, cpb, temp_slots, board_err, board_row, sc, age, timeout_s, now_s,
+                    contactor_fb, cell_v, board_valid, board_age_s, temp_c, temp_valid, temp_age_s, u)
+    return changed

@@ -118,6 +118,7 @@ class Receiver:
         self.not_ok = 0
         self._age_at = math.nan             # the instant self.age was computed for (NaN: stale)
         self._no_stamps = np.zeros(0)
+        self._inputs, self._inputs_of = None, None  # inputs_kernel bound to an Inputs (see assemble)
         self._bind(64)
 
     # ---- frames in -----------------------------------------------------------------------
@@ -188,10 +189,17 @@ class Receiver:
         bits when the map's feedback source is not "message"). ``cell_v`` / ``temp_c`` are NaN
         exactly where no valid reading exists; scalar inputs ``u`` are never NaN (an invalid one is 0
         with its validity flag cleared); ages count from the frame that last carried the value (inf if
-        never received). One kernel call: :func:`bms.node._assemble.assemble_kernel`."""
-        b = self.buf
-        age = self.message_age_s(now_s)
-        A.assemble_kernel(b.value, b.valid, b.time_s, self.cell_slots, self.cpb, self.temp_slots, self.board_err_a,
-                          self.board_row_a, self.sc, age, self.timeout_s, float(now_s), float(contactor_fb),
-                          inp.cell_v, inp.board_valid, inp.board_age_s, inp.temp_c, inp.temp_valid, inp.temp_age_s,
-                          inp.u)
+        never received). One kernel call: :func:`bms.node._assemble.inputs_kernel` (message ages, then
+        :func:`bms.node._assemble.assemble_kernel`), bound to ``inp``'s arrays (replace them only with
+        a new Inputs)."""
+        if self._inputs_of is not inp:  # bound once per Inputs (ages and assembly in one call)
+            b = self.buf
+            self._inputs = bind(A.inputs_kernel, self.mux_mask, self.last_t, b.value, b.valid, b.time_s,
+                                self.cell_slots, self.cpb, self.temp_slots, self.board_err_a, self.board_row_a, self.sc,
+                                self.age, self.late, self.timeout_s, inp.cell_v, inp.board_valid, inp.board_age_s,
+                                inp.temp_c, inp.temp_valid, inp.temp_age_s, inp.u, free=(nb.float64, nb.float64))
+            self._inputs_of = inp
+        # the ages are recomputed even when cached for now_s: the same values, late[] unchanged then
+        if self._inputs(float(now_s), float(contactor_fb)):
+            self._silent = None
+        self._age_at = now_s

@@ -1,6 +1,7 @@
 """Numba kernels of the pack's frames (:class:`hil.packnode.PackNode`): the sensors' readings into
-the CMU and current-sensor messages due at one instant, encoded in one call; the BMS's contactor
-and bleed commands decoded in one call."""
+the CMU and current-sensor messages due at one instant, encoded in one call (with the physics
+step and the sensor sample before it: :func:`plant_tick_kernel`); the BMS's contactor and bleed
+commands decoded in one call."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from bms.can import _kernels as K
 from bms.can.schedule import due_kernel, encode_plan
+from hil.pack.model import pack_step
+from hil.pack.sensors import sample_sensors
 
 
 @nb.njit(cache=True)
@@ -77,6 +80,22 @@ def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb
             v[board_temp[r, 0]] = numpy_mean(ts_temp, board_temp[r, 1] * tpb, tpb)
     return encode_plan(due, plan_begin, plan_rows, plan_mux, v, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte,
                        keys_out, data_out, dlc_out, saturated)
+
+
+@nb.njit(cache=True, nogil=True)
+def plant_tick_kernel(p, f, st, inp, bleed, fill_always, fill_board, balfb, board_temp, cpb, tpb, is_board, next_s,
+                      period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux, msg_i, sig_i,
+                      sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated, dt_s, dt_since_s,
+                      t_s):
+    """One tick of the pack node in one call: :func:`hil.pack.model.pack_step` over ``dt_s``,
+    :func:`hil.pack.sensors.sample_sensors` (drift over ``dt_since_s``), then the frames due at
+    ``t_s`` (:func:`plant_frames_kernel` on st.meas, st.pk, bleed, st.ts_temp); returns their number n."""
+    pack_step(p, f, st, inp, bleed, dt_s)
+    sample_sensors(p, f, st, dt_since_s)
+    return plant_frames_kernel(st.meas, st.pk, bleed, st.ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb,
+                               is_board, next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows,
+                               plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out,
+                               dlc_out, saturated, t_s)
 
 
 @nb.njit(cache=True, nogil=True)
