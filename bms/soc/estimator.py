@@ -221,8 +221,9 @@ def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray
     temp_c = np.broadcast_to(np.asarray(temp_c, dtype=float), (x.shape[0],))
     init_at_soc(p, tune, x, P, 0.5, temp_c, h)
     ok = np.isfinite(cell_v) & np.isfinite(temp_c)
+    slope = np.zeros(x.shape[0])
     for c in np.flatnonzero(ok):
-        z, p_zz = _read_rest(p, tune, float(cell_v[c]), float(temp_c[c]), h)
+        z, p_zz, slope[c], _ = _read_rest(p, tune, float(cell_v[c]), float(temp_c[c]), h)
         x[c, IZ] = z
         x[c, IZG] = z
         x[c, IVHOLD] = cell_v[c]
@@ -234,16 +235,13 @@ def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray
     v_mean, t_mean = float(cell_v[ok].mean()), float(temp_c[ok].mean())
     xm = mean_lane(x)
     xm[:] = x[int(np.flatnonzero(ok)[0])]  # a cell's row (x and P), then the mean cell's own values
-    z_mean, p_mean = _read_rest(p, tune, v_mean, t_mean, h)
+    z_mean, p_mean, _, k = _read_rest(p, tune, v_mean, t_mean, h)
     xm[IZ] = xm[IZG] = z_mean
     xm[IVHOLD] = v_mean
     xm[ITHOLD] = t_mean
     xm[IC_T] = -1e300
     xm[IP + PZ * NP + PZ] = p_mean
     if h == 0.0:  # SOC and hysteresis on the line the rested voltage allows: z = z0 + k h
-        z_hi, _ = soc_from_rest_voltage(p, v_mean, t_mean, -1.0, -1.0)
-        z_lo, _ = soc_from_rest_voltage(p, v_mean, t_mean, 1.0, 1.0)
-        k = -0.5 * (z_hi - z_lo)
         p_hh = 1.0 / 3.0  # h anywhere in [-1, 1]: a uniform distribution's variance
         xm[IP + PH * NP + PH] = p_hh
         xm[IP + PZ * NP + PZ] = k * k * p_hh + 1e-4
@@ -253,22 +251,22 @@ def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray
     for c in range(n):
         d, var_d = 0.0, SOC_DIFF_SD**2
         if ok[c]:
-            _, slope = soc_from_rest_voltage(p, float(cell_v[c]), float(temp_c[c]), h, float(np.sign(h)))
-            var_read = tune[T_RREST] / max(slope * slope, 1e-12)
+            var_read = tune[T_RREST] / max(slope[c] * slope[c], 1e-12)
             w = var_d / (var_d + var_read)
             d, var_d = w * (z_read[c] - z_read_mean), w * var_read
         x[c, IZ] = x[c, IZG] = min(max(z_mean + d, 0.0), 1.0)
         P[c, PZ, PZ] = var_d
 
 
-def _read_rest(p: CellParams, tune: np.ndarray, v: float, temp_c: float, h: float) -> tuple[float, float]:
-    """(SOC, SOC variance) read from a rested voltage with hysteresis state ``h`` (0: unknown,
-    the variance then covers the span of the two hysteresis branches' readings)."""
-    z, _ = soc_from_rest_voltage(p, v, temp_c, h, float(np.sign(h)))
+def _read_rest(p: CellParams, tune: np.ndarray, v: float, temp_c: float, h: float) -> tuple[float, float, float, float]:
+    """(SOC, SOC variance, dOCV/dz at that SOC, k) read from a rested voltage with hysteresis
+    state ``h`` (0: unknown, the variance then covers the span of the two hysteresis branches'
+    readings); k = -(z read at h = -1 minus z read at h = +1) / 2, the SOC's slope along h."""
+    z, slope = soc_from_rest_voltage(p, v, temp_c, h, float(np.sign(h)))
     z_hi, _ = soc_from_rest_voltage(p, v, temp_c, -1.0, -1.0)
     z_lo, _ = soc_from_rest_voltage(p, v, temp_c, 1.0, 1.0)
     spread = 0.5 * abs(z_hi - z_lo) if h == 0.0 else 0.0
-    return z, max(tune[T_P0Z], spread**2 + 1e-4)
+    return z, max(tune[T_P0Z], spread**2 + 1e-4), slope, -0.5 * (z_hi - z_lo)
 
 
 @nb.njit(cache=True)
