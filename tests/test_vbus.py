@@ -109,7 +109,7 @@ def test_recv_all_arrays_equal_to_arrays_of_the_frames(channel):
         return keys.astype(np.int64), rng.integers(0, 256, (n, 8)).astype(np.uint8), rng.integers(0, 9, n)
 
     try:
-        for case in ("one", "two", "plain_between", "taken_one", "empty"):
+        for case in ("one", "two", "plain_between", "taken_one", "taken_then_plain", "empty"):
             if case != "empty":
                 tx.send_frames(*batch(5), 1.0)
             if case == "two":
@@ -117,10 +117,13 @@ def test_recv_all_arrays_equal_to_arrays_of_the_frames(channel):
             if case == "plain_between":
                 plain.send(can.Message(arbitration_id=0x55, data=b"\x01", is_extended_id=False))
                 tx.send_frames(*batch(2), 1.0)
-            if case == "taken_one":
+            if case in ("taken_one", "taken_then_plain"):
                 assert rx.recv(timeout=0.0) is not None
+            if case == "taken_then_plain":  # as many frames queued as the batch had, not the batch's
+                plain.send(can.Message(arbitration_id=0x55, data=b"\x01", is_extended_id=False))
             a, msgs = rx.recv_all_arrays()
-            assert len(msgs) == {"one": 5, "two": 8, "plain_between": 8, "taken_one": 4, "empty": 0}[case]
+            assert len(msgs) == {"one": 5, "two": 8, "plain_between": 8, "taken_one": 4, "taken_then_plain": 5,
+                                 "empty": 0}[case]
             assert _same(a, to_arrays(msgs)), case
             # payload bytes past the DLC are zero, as in to_arrays, though the sender's were not
             assert all(not a.data[j, a.dlc[j]:].any() for j in range(len(msgs)))
@@ -129,9 +132,11 @@ def test_recv_all_arrays_equal_to_arrays_of_the_frames(channel):
             plain_got = []
             while (m := plain.recv(timeout=0.0)) is not None:
                 plain_got.append(m)
-            sent_n = {"one": 5, "two": 8, "plain_between": 7, "taken_one": 5, "empty": 0}[case]
+            sent_n = {"one": 5, "two": 8, "plain_between": 7, "taken_one": 5, "taken_then_plain": 5,
+                      "empty": 0}[case]
             assert len(plain_got) == sent_n  # python-can's own bus got every LockstepBus frame too
-            assert [bytes(m.data) for m in plain_got[-2:]] == [bytes(m.data) for m in msgs[-2:]]
+            mine = msgs[:-1] if case == "taken_then_plain" else msgs  # without the plain bus's own frame
+            assert [bytes(m.data) for m in plain_got[-2:]] == [bytes(m.data) for m in mine[-2:]]
     finally:
         for b in (rx, tx, plain, filtered):
             b.shutdown()

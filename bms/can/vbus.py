@@ -26,7 +26,6 @@ The frames are real python-can frames on a python-can channel; nothing is bypass
 
 from __future__ import annotations
 
-import operator
 import queue
 import time
 from typing import Any
@@ -120,8 +119,9 @@ class LockstepBus(VirtualBus):
         keys_l, dlc_l = keys.tolist(), dlc.tolist()
         # the batch's arrays for a receiving LockstepBus (as to_arrays of the messages would give them)
         arrays = None
-        if w == CAN_MAX_DLC and 0 <= min(dlc_l) and max(dlc_l) <= CAN_MAX_DLC:
-            arrays = FrameArrays(*frame_copy(keys, data, dlc, min(dlc_l)), all_data(n))
+        lo = min(dlc_l)
+        if w == CAN_MAX_DLC and 0 <= lo and max(dlc_l) <= CAN_MAX_DLC:
+            arrays = FrameArrays(*frame_copy(keys, data, dlc, lo), all_data(n))
 
         def make(is_rx: bool) -> list[can.Message]:
             return data_messages(keys_l, dlc_l, raw, w, ts, ch, is_rx)
@@ -166,18 +166,23 @@ class LockstepBus(VirtualBus):
 
 
 def _batched_arrays(msgs: list[can.Message], batches: list) -> FrameArrays | None:
-    """The arrays of ``msgs`` if they are exactly the recorded batches' messages, in order."""
+    """The arrays of ``msgs`` if they are exactly the recorded batches' messages, in order.
+
+    Checked by identity at the ends only: the queue is FIFO (appended at the tail, taken from the
+    head), so what it held is a contiguous run of everything appended to it, and each batch went
+    in as one contiguous run (under the queue's lock); every message object is fresh, so it occurs
+    in that sequence once. A run that starts with the first batch's first message, ends with the
+    last batch's last message and is as long as the batches together holds exactly those batches
+    and nothing between them."""
     if not batches:
         return None
-    j, parts = 0, []
-    for sent, arrays in batches:
-        n = len(sent)
-        if j + n > len(msgs) or not all(map(operator.is_, msgs[j:j + n], sent)):
+    n = 0
+    for sent, _ in batches:
+        if not sent:
             return None
-        parts.append(arrays)
-        j += n
-    if j != len(msgs):
+        n += len(sent)
+    if n != len(msgs) or msgs[0] is not batches[0][0][0] or msgs[-1] is not batches[-1][0][-1]:
         return None
-    if len(parts) == 1:
-        return parts[0]
-    return FrameArrays(*(np.concatenate(x) for x in zip(*parts)))
+    if len(batches) == 1:
+        return batches[0][1]
+    return FrameArrays(*(np.concatenate(x) for x in zip(*(a for _, a in batches))))
