@@ -112,6 +112,9 @@ def run() -> dict:
                 med(lambda r: r["wake"].get(f"{stat}_ms")), "ms",
                 note="BMS loop: step deadline -> loop awake (bms.node.wakeup); the OS's share of the jitter"
                 if stat == "p99" else "")
+        out[f"{tag}_bms_loops_per_step"] = figure(
+            med(lambda r: r["wake"].get("loops_per_step")), "",
+            note="passes of the BMS loop per step: each a wake-up (a step, or frames to read)")
         if backend.startswith("socketcan"):
             out[f"{tag}_cpu_busy_pct"] = figure(med(lambda r: r["busy_pct"]), "%",
                                                 note=f"CPU busy while the scenario ran ({where}: "

@@ -222,7 +222,7 @@ def run_realtime(bus: can.BusABC, plant: Plant, clock, rate: float = 1.0, durati
     sock = SocketBatch.of(bus)  # SocketCAN: each tick's frames in one system call, receive in batches
     t0 = clock.now_s()
     period = DT_S / rate
-    k, late, skipped, tx_err = 0, 0, 0, 0
+    k, late, skipped, tx_err, wakes = 0, 0, 0, 0, 0
     inbox: list[can.Message] = []
     while not stop() and not plant.done:
         now = clock.now_s() - t0
@@ -256,6 +256,7 @@ def run_realtime(bus: can.BusABC, plant: Plant, clock, rate: float = 1.0, durati
             inbox = []
         wait = (k + 1) * period - (clock.now_s() - t0)
         while wait > 0:
+            wakes += 1
             if sock is not None:
                 if not sock.wait(wait):
                     break
@@ -268,7 +269,7 @@ def run_realtime(bus: can.BusABC, plant: Plant, clock, rate: float = 1.0, durati
             wait = (k + 1) * period - (clock.now_s() - t0)
     if inbox:
         plant.on_frames(inbox, plant.t_bus_s)
-    return {"ticks": k, "late_loops": late, "skipped_ticks": skipped, "tx_errors": tx_err}
+    return {"ticks": k, "late_loops": late, "skipped_ticks": skipped, "tx_errors": tx_err, "waits": wakes}
 
 
 def warm_up(scn: Scenario) -> None:

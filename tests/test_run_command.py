@@ -60,6 +60,9 @@ def test_bms_run_on_a_virtual_bus_talks_to_a_peer_and_ends_with_a_state_frame(tm
     assert not s["silent"]["VCU"] and s["silent"]["CMU00"]  # the VCU talked; no CMU on this bus
     w = d["wake_late"]   # how late the loop woke for its steps (bms.node.wakeup)
     assert 0 < w["n"] <= s["steps"] and 0.0 <= w["p50_ms"] <= w["p99_ms"] <= w["max_ms"], w
+    assert w["loops_per_step"] >= 1.0, w   # each step is a pass of the loop; frames may add passes
+    ru = d["rusage"]   # this process's CPU and context switches (a voluntary one per sleep of the loop)
+    assert ru["utime_s"] > 0 and ru["nvcsw"] >= w["n"] // 2, ru
     states = [m for m in got if m.arbitration_id == state.frame_id]
     assert len(states) >= 50 and all(st_spec.check(bytes(m.data)) for m in states)
     last = got[-1]  # the final state frame comes after every scheduled one

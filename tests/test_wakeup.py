@@ -36,3 +36,12 @@ def test_late_beyond_the_histogram_keeps_its_exact_maximum_and_early_counts_as_z
 def test_empty():
     s = WakeLateness().summary()
     assert s["n"] == 0 and math.isnan(s["p99_ms"]) and s["over_1ms_pct"] == 0.0
+    assert math.isnan(s["loops_per_step"])
+
+
+def test_loops_per_step_counts_every_pass_against_the_steps():
+    w = WakeLateness()
+    for _ in range(4):
+        w.add(0.0)
+    w.loops = 10   # e.g. six passes woken by frames between the four steps
+    assert w.summary()["loops_per_step"] == 2.5

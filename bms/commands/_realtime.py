@@ -18,6 +18,7 @@ explanation instead of silently running at normal priority.
 from __future__ import annotations
 
 import os
+import resource
 
 
 def add_rt_argument(p) -> None:
@@ -42,3 +43,10 @@ def apply_rt_priority(prio: int | None) -> str:
             "CAP_SYS_NICE (setcap cap_sys_nice+ep), or raise the rtprio limit "
             "(/etc/security/limits.conf), or leave --rt-priority out") from None
     return f"SCHED_FIFO {prio}"
+
+
+def rusage() -> dict:
+    """This process's CPU seconds and context switches, for statistics: a voluntary switch is a
+    sleep of the loop (a wake-up later), an involuntary one a preemption by another task."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"utime_s": ru.ru_utime, "stime_s": ru.ru_stime, "nvcsw": ru.ru_nvcsw, "nivcsw": ru.ru_nivcsw}

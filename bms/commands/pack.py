@@ -59,7 +59,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bms.commands._realtime import apply_rt_priority
+    from bms.commands._realtime import apply_rt_priority, rusage
     from bms.commands._signals import StopOnSignals
     from bms.commands.run import _bus
     from bms.node import WallClock
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", RuntimeWarning)
             d = figures(res)
         d.update(loop=loop, frames_sent=plant.frames_out, frames_received=plant.frames_in,
-                 stopped_by_signal=stop.flag, fault_wall_time=plant.fault_wall, sched=sched,
+                 stopped_by_signal=stop.flag, fault_wall_time=plant.fault_wall, sched=sched, rusage=rusage(),
                  events=[list(e) for e in res.events])
         args.result_json.write_text(json.dumps(d, indent=1, default=float))
     if not args.quiet:

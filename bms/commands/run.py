@@ -63,7 +63,7 @@ def _bus(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bms.commands._realtime import apply_rt_priority
+    from bms.commands._realtime import apply_rt_priority, rusage
     from bms.commands._signals import StopOnSignals
     from bms.node import BmsNode, WallClock, status_line
     from bms.node.node import warm_up
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             save_state(node.st, args.state, rested=opened)   # rests from now on if the contactors opened
         if args.stats_json is not None:
             args.stats_json.write_text(json.dumps({"stats": node.stats.as_dict(), "status": node.status(), "sched": sched,
-                                                  "wake_late": node.wake.summary()},
+                                                  "wake_late": node.wake.summary(), "rusage": rusage()},
                                                   indent=1, default=float))
     finally:
         stop.restore()

@@ -263,7 +263,8 @@ class BmsNode:
             on_status: Callable[[dict], None] | None = None, status_period_s: float = 0.5) -> None:
         """Real-time loop: receive (stamped on arrival) while waiting for the next step deadline,
         run the due steps and sends; until ``stop()`` or ``duration_s`` elapsed. ``self.wake``
-        (:class:`bms.node.wakeup.WakeLateness`) collects how late the loop woke for each step."""
+        (:class:`bms.node.wakeup.WakeLateness`) collects how late the loop woke for each step and
+        how many times it woke (for a step or for frames)."""
         if self.bus is None:
             raise ValueError("BmsNode.run needs a bus")
         self.wake = WakeLateness()
@@ -275,6 +276,7 @@ class BmsNode:
             now = self.clock.now_s()
             if duration_s is not None and now - t_start >= duration_s:
                 break
+            self.wake.loops += 1
             if now >= self.next_step_s:
                 self.wake.add(now - self.next_step_s)
             self.step_to(now, poll=False, count_overruns=True)

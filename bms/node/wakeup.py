@@ -4,7 +4,8 @@ whatever the run's length.
 
     w = WakeLateness()
     w.add(late_s)          # once per wake-up that found a step due
-    w.summary()            # {"n", "p50_ms", "p99_ms", "max_ms", "over_1ms_pct"}
+    w.loops += 1           # once per pass of the loop (every wake-up, for a step or for frames)
+    w.summary()            # {"n", "p50_ms", "p99_ms", "max_ms", "over_1ms_pct", "loops_per_step"}
 
 When a frame's jitter on the bus equals this lateness, the tail comes from the operating
 system's scheduling of the loop (timer, other tasks on the CPU, the GIL), not from the node's
@@ -26,6 +27,7 @@ class WakeLateness:
         self.hist = np.zeros(N_BINS, np.int64)
         self.n = 0
         self.max_s = 0.0
+        self.loops = 0   # passes of the loop: each a wake-up (a few system calls; host round trips in UML)
 
     def add(self, late_s: float) -> None:
         late_s = max(0.0, late_s)
@@ -46,4 +48,5 @@ class WakeLateness:
         over = int(self.hist[int(round(1e-3 / BIN_S)):].sum())
         return {"n": self.n, "p50_ms": round(1e3 * self.quantile_s(0.5), 3),
                 "p99_ms": round(1e3 * self.quantile_s(0.99), 3), "max_ms": round(1e3 * self.max_s, 3),
-                "over_1ms_pct": round(100.0 * over / self.n, 3) if self.n else 0.0}
+                "over_1ms_pct": round(100.0 * over / self.n, 3) if self.n else 0.0,
+                "loops_per_step": round(self.loops / self.n, 3) if self.n else float("nan")}
