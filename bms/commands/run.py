@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         node = BmsNode(bus, smap, clock=WallClock(), state=state)
         node.run(args.duration_s, stop=stop, on_status=show if args.status else None,
-                 status_period_s=0.5 if tty else 1.0)
+                 status_period_s=0.5 if tty else 1.0,
+                 wake_on_frames=args.rt_priority is None)   # SCHED_FIFO: to the deadlines only (BmsNode.run)
         opened = node.shutdown(max_s=args.shutdown_s)
         if args.status:
             show(node.status())

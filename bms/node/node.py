@@ -16,6 +16,7 @@ step. Nothing here reads the wall clock: time comes from the injected clock or t
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable, Iterable
 
 import can
@@ -260,11 +261,18 @@ class BmsNode:
 
     # ---- wall-clock loop, shutdown ---------------------------------------------------------
     def run(self, duration_s: float | None = None, stop: Callable[[], bool] = lambda: False,
-            on_status: Callable[[dict], None] | None = None, status_period_s: float = 0.5) -> None:
+            on_status: Callable[[dict], None] | None = None, status_period_s: float = 0.5,
+            wake_on_frames: bool = True) -> None:
         """Real-time loop: receive (stamped on arrival) while waiting for the next step deadline,
         run the due steps and sends; until ``stop()`` or ``duration_s`` elapsed. ``self.wake``
         (:class:`bms.node.wakeup.WakeLateness`) collects how late the loop woke for each step and
-        how many times it woke (for a step or for frames)."""
+        how many times it woke (for a step or for frames).
+
+        ``wake_on_frames=False``: sleep to each deadline instead, then take what the bus received
+        meanwhile (non-blocking, stamped at the wake-up, as :meth:`step_to` in lock-step). For a
+        loop under ``SCHED_FIFO`` (``bms run --rt-priority``): it preempts a sender at every frame
+        the sender queues, so it would wake for each frame of a burst (8.6 passes per step
+        measured) and interrupt the pack simulator's sending that many times."""
         if self.bus is None:
             raise ValueError("BmsNode.run needs a bus")
         self.wake = WakeLateness()
@@ -279,11 +287,15 @@ class BmsNode:
             self.wake.loops += 1
             if now >= self.next_step_s:
                 self.wake.add(now - self.next_step_s)
-            self.step_to(now, poll=False, count_overruns=True)
+            self.step_to(now, poll=not wake_on_frames, count_overruns=True)
             if on_status is not None and now >= next_status:
                 on_status(self.status())
                 next_status = now + status_period_s
-            self._receive_for(self.next_step_s - self.clock.now_s())
+            left = self.next_step_s - self.clock.now_s()
+            if wake_on_frames:
+                self._receive_for(left)
+            elif left > 0:
+                time.sleep(left)
 
     def _receive_for(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for a frame, then take it with whatever else is queued (one
