@@ -275,16 +275,14 @@ def soc_step(kind, p, tune, x, P, i_a, cell_v, temp_c, valid, dt_s):
     ``i_a`` is the measured current of each cell (scalar: cells in series share it)."""
     if kind == EST_EKF:
         none = tune[:0]  # empty views: scalar current and step (no allocation)
-        ekf_run(p, tune, x, P, none, i_a, cell_v[None, :], temp_c[None, :], valid[None, :], none, dt_s,
+        # strided (layout 'A') views, typed as the mean cell's inputs below: one compiled ekf_run
+        ekf_run(p, tune, x, P, none, i_a, cell_v[None, ::1], temp_c[None, ::1], valid[None, ::1], none, dt_s,
                 x[:0, :1])
         if has_mean_lane(x):
             _mean_cell_step(p, tune, x, i_a, cell_v, temp_c, valid, dt_s)
     else:
         for c in range(x.shape[0]):
             cc_cell(p, tune, x[c], P[c], i_a, cell_v[c], temp_c[c], valid[c], dt_s)
-
-
-_ONE_TRUE = np.ones((1, 1), dtype=np.bool_)  # a constant in compiled code
 
 
 @nb.njit(cache=True)
@@ -294,12 +292,15 @@ def _mean_cell_step(p, tune, x, i_a, cell_v, temp_c, valid, dt_s):
     cells' mean (the shared correction of the common part; the cells' own filters keep the
     differences). The mean's inputs are held in the mean cell's scratch columns (no allocation)."""
     n = x.shape[0]
+    if n == 0:
+        return
     full = np.lib.stride_tricks.as_strided(x, shape=(n + 1, NXW), strides=x.strides)
-    acc_v, nv, acc_t, nt = 0.0, 0, 0.0, 0
+    acc_v, nv, acc_t, nt, c_ok = 0.0, 0, 0.0, 0, 0
     for c in range(n):
         if valid[c] and math.isfinite(cell_v[c]):
             acc_v += cell_v[c]
             nv += 1
+            c_ok = c
         if math.isfinite(temp_c[c]):
             acc_t += temp_c[c]
             nt += 1
@@ -310,7 +311,11 @@ def _mean_cell_step(p, tune, x, i_a, cell_v, temp_c, valid, dt_s):
     xm[0, IW_OCV] = acc_t / nt if nt > 0 else math.nan
     Pm = np.lib.stride_tricks.as_strided(full[n:, IP:], shape=(1, NP, NP), strides=(8, NP * x.strides[1], x.strides[1]))
     none = tune[:0]
-    ekf_run(p, tune, xm, Pm, none, i_a, xm[:, IW_VNOW:IW_VNOW + 1], xm[:, IW_OCV:IW_OCV + 1], _ONE_TRUE, none, dt_s,
+    # the mean's validity: a usable cell's flag (True), seen as (1, 1) (with none usable the mean
+    # voltage is NaN, which the filter holds on whatever the flag); same array types as the cells'
+    # call above, so ekf_run is compiled once for both
+    ok = np.lib.stride_tricks.as_strided(valid[c_ok:], shape=(1, 1), strides=(0, 0))
+    ekf_run(p, tune, xm, Pm, none, i_a, xm[:, IW_VNOW:IW_VNOW + 1], xm[:, IW_OCV:IW_OCV + 1], ok, none, dt_s,
             x[:0, :1])
     mean, nz = 0.0, 0
     for c in range(n):
