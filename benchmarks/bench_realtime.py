@@ -2,7 +2,8 @@
 ``bms pack --scenario bench_short`` as separate processes, ``candump -L`` recording, ``cansend``
 injections) run through the SocketCAN harness (host vcan, else user-mode Linux), then measured
 from candump's time stamps: period and jitter (|period - DBC cycle time|) of the BMS's 10 ms and
-100 ms cyclic frames, p50 / p99 / max over the run, and the time from the injected fault (board
+100 ms cyclic frames, p50 / p99 / max while the BMS and the pack both ran (``hil.rtfigures.run_window``:
+not the BMS's shutdown frames after the pack ended), and the time from the injected fault (board
 3 silent, at the pack simulator's injection instant on the same clock) to the first state frame
 commanding the contactors open.
 Measured: python-can's ``virtual`` bus (the programs as threads of this process, on the host),
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from benchmarks._timing import figure
 from bms.signal_map import load_map
-from hil.rtfigures import cyclic_figures, open_latency_s
+from hil.rtfigures import cyclic_figures, open_latency_s, read_frames, run_window
 from hil.socketcan import run_on_vcan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +37,10 @@ def measure(out: Path, smap) -> dict:
 
     pack = json.loads((out / "pack.json").read_text())
     bench = json.loads((out / "bench.json").read_text())
-    fig = cyclic_figures(out / "bus.log", smap)
+    frames = read_frames(out / "bus.log")
+    fig = cyclic_figures(frames, smap, *run_window(frames, smap))   # while the BMS and the pack both ran
     t_on = pack["fault_wall_time"].get("board_silent(board=3)")
-    lat = open_latency_s(out / "bus.log", smap, t_on) if t_on is not None else None
+    lat = open_latency_s(frames, smap, t_on) if t_on is not None else None
     bms = json.loads((out / "bms.json").read_text())
     stats = bms["stats"]
     cpu = bench.get("cpu_realtime", {})

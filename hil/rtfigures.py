@@ -64,6 +64,20 @@ def cyclic_figures(frames_or_path, smap, t_from: float | None = None, t_to: floa
     return out
 
 
+def run_window(frames_or_path, smap) -> tuple[float | None, float | None]:
+    """(t_from, t_to): from the BMS's first frame to the last frame of another node (the pack
+    simulator's end), i.e. while the BMS and its peers both ran; ``cyclic_figures`` over it
+    leaves out the frames the BMS sends once its peers are gone (the shutdown's out-of-schedule
+    state frame). (None, None) if either side sent nothing."""
+    frames = read_frames(frames_or_path) if not isinstance(frames_or_path, list) else frames_or_path
+    tx = {smap.db.get_message_by_name(n).frame_id for n in smap.tx_messages}
+    bms = [m.timestamp for m in frames if m.arbitration_id in tx]
+    other = [m.timestamp for m in frames if m.arbitration_id not in tx]
+    if not bms or not other:
+        return None, None
+    return min(bms), max(other)
+
+
 def open_latency_s(frames_or_path, smap, t_fault: float) -> float | None:
     """Seconds from ``t_fault`` (same clock as the stamps) to the first BMS frame after it that
     commands the positive and negative contactors open; None if none does."""
