@@ -24,6 +24,16 @@ def read_frames(path) -> list[can.Message]:
         return [m for m in r if not m.is_error_frame]
 
 
+def _frames(frames_or_path) -> list[can.Message]:
+    """A list of frames as given, or read from a log file's path."""
+    return frames_or_path if isinstance(frames_or_path, list) else read_frames(frames_or_path)
+
+
+def _tx_ids(smap) -> set[int]:
+    """Frame IDs of the BMS's transmit messages."""
+    return {smap.db.get_message_by_name(n).frame_id for n in smap.tx_messages}
+
+
 def _pct(x: np.ndarray) -> dict:
     if x.size == 0:
         return {"p50": None, "p99": None, "max": None}
@@ -35,7 +45,7 @@ def cyclic_figures(frames_or_path, smap, t_from: float | None = None, t_to: floa
     """Per DBC cycle time (ms) of the BMS's transmit messages: frame count, messages, period and
     jitter statistics (ms) over the frames stamped in [t_from, t_to]. A multiplexed message is
     timed per multiplexer value (each value comes once per cycle)."""
-    frames = read_frames(frames_or_path) if not isinstance(frames_or_path, list) else frames_or_path
+    frames = _frames(frames_or_path)
     db = smap.db
     tx = {db.get_message_by_name(n).frame_id: db.get_message_by_name(n) for n in smap.tx_messages}
     stamps: dict[tuple[int, int], list[float]] = defaultdict(list)
@@ -69,8 +79,8 @@ def run_window(frames_or_path, smap) -> tuple[float | None, float | None]:
     simulator's end), i.e. while the BMS and its peers both ran; ``cyclic_figures`` over it
     leaves out the frames the BMS sends once its peers are gone (the shutdown's out-of-schedule
     state frame). (None, None) if either side sent nothing."""
-    frames = read_frames(frames_or_path) if not isinstance(frames_or_path, list) else frames_or_path
-    tx = {smap.db.get_message_by_name(n).frame_id for n in smap.tx_messages}
+    frames = _frames(frames_or_path)
+    tx = _tx_ids(smap)
     bms = [m.timestamp for m in frames if m.arbitration_id in tx]
     other = [m.timestamp for m in frames if m.arbitration_id not in tx]
     if not bms or not other:
@@ -81,7 +91,7 @@ def run_window(frames_or_path, smap) -> tuple[float | None, float | None]:
 def open_latency_s(frames_or_path, smap, t_fault: float) -> float | None:
     """Seconds from ``t_fault`` (same clock as the stamps) to the first BMS frame after it that
     commands the positive and negative contactors open; None if none does."""
-    frames = read_frames(frames_or_path) if not isinstance(frames_or_path, list) else frames_or_path
+    frames = _frames(frames_or_path)
     inv = {q: s for s, q in smap.out_signals.items()}
     sig_pos, sig_neg = inv["contactor_pos_cmd"], inv["contactor_neg_cmd"]
     msg = next(m for m in smap.db.messages if any(s.name == sig_pos for s in m.signals))

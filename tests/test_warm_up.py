@@ -21,7 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
 import gc, json
-import numba.core.registry  # noqa: F401
 from numba.core.dispatcher import Dispatcher
 from bms import core
 from bms.node import BmsNode, SimClock
