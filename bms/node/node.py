@@ -4,7 +4,7 @@
     node.step_to(t_s)     # lock-step: take what the bus holds (stamped t_s), run every step due
                           # up to t_s (inputs assembled at each step time), send the frames due
     node.receive(frames, t_s)   # or hand frames over directly (no bus)
-    node.run(duration_s)        # wall-clock loop: bus.recv(timeout) until the next deadline
+    node.run(duration_s)        # wall-clock loop (bms.node.rtloop): the steps on their deadlines
 
 Tasks: the firmware step is called every tick (the pack's fast task period, ``[tasks] fast_s``);
 inside that one compiled call the fast, medium and slow tasks run on their own periods
@@ -16,7 +16,6 @@ step. Nothing here reads the wall clock: time comes from the injected clock or t
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable, Iterable
 
 import can
@@ -29,16 +28,16 @@ from bms.can.socketbatch import SocketBatch
 from bms.contactors import MAINS
 from bms.diag_table import FAULTS
 from bms.node.clock import SimClock, WallClock
+from bms.node.rtloop import RealTimeLoop
 from bms.node.rx import Receiver
 from bms.node.stats import NodeStats
 from bms.node.tx import Transmitter
-from bms.node.wakeup import WakeLateness
 from bms.signal_map import DEFAULT_MAP, SignalMap, load_map
 
 MAX_CATCH_UP = 10  # steps run back to back when late; beyond, one step covers the gap
 
 
-class BmsNode:
+class BmsNode(RealTimeLoop):
     """BMS firmware behind a python-can bus (or fed directly with :meth:`receive`)."""
 
     def __init__(self, bus: can.BusABC | None = None, smap: SignalMap | str = DEFAULT_MAP,
@@ -224,6 +223,14 @@ class BmsNode:
         self.stats.tx_saturated = self.tx.saturated
         if n == 0:
             return 0
+        if self._held is not None:  # the release loop sends them at the deadline (RealTimeLoop)
+            self._held.append(frame_copy(keys, data, dlc))
+            return n
+        return self._emit(keys, data, dlc, t_s)
+
+    def _emit(self, keys: np.ndarray, data: np.ndarray, dlc: np.ndarray, t_s: float) -> int:
+        """Hand a batch of encoded frames to the bus (or keep them, without a bus); returns its size."""
+        n = int(keys.shape[0])
         if self.bus is None:
             if self.sent_arrays is not None:
                 self.sent_arrays.append((t_s, *frame_copy(keys, data, dlc)))
@@ -260,68 +267,6 @@ class BmsNode:
         return self._transmit(self.t_s, tuple(message_names))
 
     # ---- wall-clock loop, shutdown ---------------------------------------------------------
-    def run(self, duration_s: float | None = None, stop: Callable[[], bool] = lambda: False,
-            on_status: Callable[[dict], None] | None = None, status_period_s: float = 0.5,
-            wake_on_frames: bool = True) -> None:
-        """Real-time loop: receive (stamped on arrival) while waiting for the next step deadline,
-        run the due steps and sends; until ``stop()`` or ``duration_s`` elapsed. ``self.wake``
-        (:class:`bms.node.wakeup.WakeLateness`) collects how late the loop woke for each step and
-        how many times it woke (for a step or for frames).
-
-        ``wake_on_frames=False``: sleep to each deadline instead, then take what the bus received
-        meanwhile (non-blocking, stamped at the wake-up, as :meth:`step_to` in lock-step). For a
-        loop under ``SCHED_FIFO`` (``bms run --rt-priority``): it preempts a sender at every frame
-        the sender queues, so it would wake for each frame of a burst (8.6 passes per step
-        measured) and interrupt the pack simulator's sending that many times."""
-        if self.bus is None:
-            raise ValueError("BmsNode.run needs a bus")
-        self.wake = WakeLateness()
-        if self.stats.steps == 0:
-            self._listen(stop)
-        t_start = self.clock.now_s()
-        next_status = t_start
-        while not stop():
-            now = self.clock.now_s()
-            if duration_s is not None and now - t_start >= duration_s:
-                break
-            self.wake.loops += 1
-            if now >= self.next_step_s:
-                self.wake.add(now - self.next_step_s)
-            self.step_to(now, poll=not wake_on_frames, count_overruns=True)
-            if on_status is not None and now >= next_status:
-                on_status(self.status())
-                next_status = now + status_period_s
-            left = self.next_step_s - self.clock.now_s()
-            if wake_on_frames:
-                self._receive_for(left)
-            elif left > 0:
-                time.sleep(left)
-
-    def _receive_for(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for a frame, then take it with whatever else is queued (one
-        screen / decode call per batch), stamped on arrival."""
-        if self._sock is not None:
-            if self._sock.wait(timeout_s):
-                keys, data, dlc, ok, _ = self._sock.recv_arrays()
-                self.receive_arrays(keys, data, dlc, self.clock.now_s(), ok)
-            return
-        msg = self.bus.recv(timeout=max(0.0, timeout_s))
-        if msg is not None:
-            frames = [msg]
-            while len(frames) < 512 and (m := self.bus.recv(timeout=0.0)) is not None:
-                frames.append(m)
-            self.receive(frames, self.clock.now_s())
-
-    def _listen(self, stop: Callable[[], bool]) -> None:
-        """Before the first step on a live bus: receive for one cycle of the slowest receive
-        message (DBC cycle times), so that the first step sees every node that is talking
-        instead of timing out the ones whose frames are still to come (boards report at their
-        own phase; a step on empty inputs would latch COMM_* faults at power-up)."""
-        t_end = self.clock.now_s() + float(np.max(self.rx.timeout_s)) / self.smap.timeout_cycles
-        while not stop() and (left := t_end - self.clock.now_s()) > 0:
-            self._receive_for(left)
-        self.next_step_s = max(self.next_step_s, self.clock.now_s())
-
     def request_shutdown(self) -> None:
         """Ask the state machine for STANDBY (contactors open, subject to the break-current rule)."""
         self.shutdown_requested = True
