@@ -60,5 +60,10 @@ class BmsView:
             s = self._qslot[quantity] = self.codec.slot(self.inv[quantity])
         return float(self.buf.value[s]) if self.buf.valid[s] else math.nan
 
+    def slot_q(self, quantity: str) -> int:
+        """The value slot of a BMS output quantity (for readers that read ``buf`` directly, as
+        :meth:`q` does: ``buf.value[s]`` if ``buf.valid[s]`` else NaN)."""
+        return self.codec.slot(self.inv[quantity])
+
     def age_s(self, name: str, t_s: float) -> float:
         return t_s - float(self.buf.time_s[self.codec.slot(name)])

@@ -83,6 +83,9 @@ class Vcu:
         self.reset = False
         self.limited_s = 0.0          # time the demand was clamped by a BMS limit
         self.demand_a = 0.0           # what the load actually drew last
+        # the view's value slots read every tick (as view.q does, without its per-call lookups)
+        self._s_drive = tuple(view.slot_q(q) for q in ("state", "contactor_pos_cmd", "contactor_neg_cmd"))
+        self._s_lim = tuple(view.slot_q(q) for q in ("i_dis_lim_a", "i_chg_lim_a", "p_dis_lim_kw", "p_chg_lim_kw"))
 
     def frames_due(self, t_s: float) -> list[can.Message]:
         if self.tx.next_s > t_s + 1e-9:  # nothing due (the values are set when it is)
@@ -93,22 +96,33 @@ class Vcu:
         return self.tx.due(t_s)
 
     def driving(self) -> bool:
-        v = self.view
-        return v.q("state") == L.ST_DRIVE and v.q("contactor_pos_cmd") == 1 and v.q("contactor_neg_cmd") == 1
+        """The BMS reports DRIVE with both mains commanded closed (absent values: not driving)."""
+        b = self.view.buf
+        val, ok = b.value, b.valid
+        s_state, s_pos, s_neg = self._s_drive
+        return (ok[s_state] and val[s_state] == L.ST_DRIVE and ok[s_pos] and val[s_pos] == 1
+                and ok[s_neg] and val[s_neg] == 1)
 
     def load_current(self, want: float, unit: str, bus_v: float, dt_s: float) -> float:
-        """Current the load draws for the scenario's demand ``want`` (A or W, + = charge)."""
+        """Current the load draws for the scenario's demand ``want`` (A or W, + = charge): ``want``
+        clamped to [-min(I_dis, P_dis / V), min(I_chg, P_chg / V)] over the BMS limits received
+        (a power limit not received is ignored; no current limit received: 0)."""
         if not self.driving() or not math.isfinite(want):
             self.demand_a = 0.0
             return 0.0
-        v = self.view
-        i = want / max(bus_v, 1.0) if unit == "W" else want
-        lim_dis = v.q("i_dis_lim_a")
-        lim_chg = v.q("i_chg_lim_a")
-        p_dis = v.q("p_dis_lim_kw") * 1000.0 / max(bus_v, 1.0)
-        p_chg = v.q("p_chg_lim_kw") * 1000.0 / max(bus_v, 1.0)
-        lo = -min(x for x in (lim_dis, p_dis) if math.isfinite(x)) if math.isfinite(lim_dis) else 0.0
-        hi = min(x for x in (lim_chg, p_chg) if math.isfinite(x)) if math.isfinite(lim_chg) else 0.0
+        b = self.view.buf
+        val, ok = b.value, b.valid
+        s_idis, s_ichg, s_pdis, s_pchg = self._s_lim
+        nan = math.nan
+        v_div = max(bus_v, 1.0)
+        i = want / v_div if unit == "W" else want
+        lim_dis = float(val[s_idis]) if ok[s_idis] else nan
+        lim_chg = float(val[s_ichg]) if ok[s_ichg] else nan
+        p_dis = (float(val[s_pdis]) if ok[s_pdis] else nan) * 1000.0 / v_div
+        p_chg = (float(val[s_pchg]) if ok[s_pchg] else nan) * 1000.0 / v_div
+        isfinite = math.isfinite
+        lo = -(min(lim_dis, p_dis) if isfinite(p_dis) else lim_dis) if isfinite(lim_dis) else 0.0
+        hi = (min(lim_chg, p_chg) if isfinite(p_chg) else lim_chg) if isfinite(lim_chg) else 0.0
         clamped = min(max(i, lo), hi)
         if abs(clamped - i) > 1e-6:
             self.limited_s += dt_s
