@@ -17,9 +17,12 @@ import can
 import numpy as np
 
 from bms import layout as L
-from bms.can.codec import FrameCodec
+from bms.bound import bind
+from bms.can import _kernels as K
+from bms.can.codec import EXTENDED_FLAG, FrameCodec
 from bms.can.dbc import cycle_time_s
-from bms.can.e2e import E2ESpec
+from bms.can.e2e import E2ESpec, protect_batch
+from bms.can.frames import data_messages
 from bms.node.rx import counter_signal
 from bms.signal_map import SignalMap
 from hil.bmsview import BmsView
@@ -46,6 +49,17 @@ class _Sender:
         self.period_s = cycle_time_s(self.msg)
         self.next_s = float(t0_s)
         self.silent = False
+        # the frames of one cycle encoded and CRC-protected by kernels bound to these arrays
+        c, n = self.codec, self.rows.shape[0]
+        self._data = np.zeros((n, 8), np.uint8)
+        self._encode = bind(K.encode_batch, self.rows, self.mux, self.values, c.msg_i, c.sig_i, c.sig_mask, c.sig_f,
+                            self._data, np.zeros(n, np.int64))
+        self._protect = None
+        if self.e2e is not None:
+            self._protect = bind(protect_batch, self._data, np.full(n, self.e2e.data_id, np.int64),
+                                 np.full(n, self.e2e.crc_byte, np.int64), np.full(n, self.msg.length, np.int64))
+        key = self.msg.frame_id | (EXTENDED_FLAG if self.msg.is_extended_frame else 0)
+        self._keys, self._dlc = [key] * n, [self.msg.length] * n
 
     def set(self, signal: str, value: float) -> None:
         self.values[self.codec.slot(signal)] = value
@@ -59,15 +73,11 @@ class _Sender:
         if self.ctr_slot >= 0:
             self.values[self.ctr_slot] = self.counter
             self.counter = (self.counter + 1) % self.ctr_mod
-        data, _ = self.codec.encode(self.rows, self.mux, self.values)
-        out = []
-        for j in range(data.shape[0]):
-            payload = bytes(data[j, :self.msg.length])
-            if self.e2e is not None:
-                payload = self.e2e.protect(payload)
-            out.append(can.Message(arbitration_id=self.msg.frame_id, is_extended_id=self.msg.is_extended_frame,
-                                   data=payload, timestamp=t_s))
-        return out
+        self._encode()
+        if self._protect is not None:
+            self._protect()  # E2E: the CRC of each frame's first DLC bytes into its CRC byte
+        # the frames can.Message(arbitration_id, is_extended_id, data=payload[:length], timestamp=t_s) gives
+        return data_messages(self._keys, self._dlc, self._data.tobytes(), 8, t_s, None, True)
 
 
 class Vcu:
