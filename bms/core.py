@@ -257,13 +257,13 @@ def new_state(prm: PackParams) -> State:
 def initialise(st: State, prm: PackParams, inp: Inputs) -> None:
     """Power-up SOC from the rested cell voltages (fresh boards only; others stay at 50 % with
     the full variance), as the firmware does before its first step."""
-    v = np.where(_fresh_cells(inp, prm), inp.cell_v, np.nan)
+    v = np.where(fresh_cells(inp, prm), inp.cell_v, np.nan)
     t = inp.temp_c[prm.temp_of_cell]
     estimator.init_from_rest(prm.cell, prm.tune, st.x, st.P, v, t)
     st.s[L.S_SOC_DISPLAY] = -1.0
 
 
-def _fresh_cells(inp: Inputs, prm: PackParams) -> np.ndarray:
+def fresh_cells(inp: Inputs, prm: PackParams) -> np.ndarray:
     stale = prm.diag[L.F_COMM_CMU, L.D_WARN]
     b = prm.board_of_cell
     return inp.board_valid[b] & (inp.board_age_s[b] < stale) & np.isfinite(inp.cell_v)

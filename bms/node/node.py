@@ -33,6 +33,7 @@ from bms.node.rx import Receiver
 from bms.node.stats import NodeStats
 from bms.node.tx import Transmitter
 from bms.signal_map import DEFAULT_MAP, SignalMap, load_map
+from bms.soc.powerup import RestRead
 
 MAX_CATCH_UP = 10  # steps run back to back when late; beyond, one step covers the gap
 
@@ -68,6 +69,7 @@ class BmsNode(RealTimeLoop):
         # (bms.can.frames arrays, as to_arrays of ``sent`` would give them) instead of in ``sent``
         self.sent_arrays: list[tuple] | None = None
         self._initialised = state is not None
+        self._rest_read: RestRead | None = None  # the power-up read, refined while the pack rests
         self._heard: set[str] = set()
         self._cmu_names = self.rx.board_sources
         self._mask_of: dict | None = None   # cmu_timeout_mask() is cached for this stats.silent dict
@@ -174,6 +176,9 @@ class BmsNode(RealTimeLoop):
             if fresh or t_s - self.t0_s >= self.prm.pp[L.P_INIT_S]:
                 core.initialise(self.st, self.prm, inp)
                 self._initialised = True
+                self._rest_read = RestRead()
+        if self._rest_read is not None and not self._rest_read.update(self.st, self.prm, inp, dt_s):
+            self._rest_read = None  # the power-up read is final (bms.soc.powerup)
         self._bound_step()(dt_s)
         self.t_s = t_s
         self.stats.steps += 1

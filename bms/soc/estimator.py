@@ -258,6 +258,20 @@ def init_from_rest(p: CellParams, tune: np.ndarray, x: np.ndarray, P: np.ndarray
         P[c, PZ, PZ] = var_d
 
 
+def rest_read_soc(p: CellParams, tune: np.ndarray, v: float, temp_c: float) -> float:
+    """SOC read from a rested voltage with the hysteresis state unknown (h = 0), as the mean
+    cell's power-up read of :func:`init_from_rest`."""
+    return _read_rest(p, tune, float(v), float(temp_c), 0.0)[0]
+
+
+def shift_soc(x: np.ndarray, dz: float) -> None:
+    """Move every cell's SOC (and the string's mean cell, when ``x`` has one) by ``dz``, the
+    covariances unchanged: a better reading of the same rested voltages (bms.soc.powerup)."""
+    for row in (x, mean_lane(x)[None, :]) if has_mean_lane(x) else (x,):
+        row[:, IZ] = np.clip(row[:, IZ] + dz, 0.0, 1.0)
+        row[:, IZG] = row[:, IZ]
+
+
 def _read_rest(p: CellParams, tune: np.ndarray, v: float, temp_c: float, h: float) -> tuple[float, float, float, float]:
     """(SOC, SOC variance, dOCV/dz at that SOC, k) read from a rested voltage with hysteresis
     state ``h`` (0: unknown, the variance then covers the span of the two hysteresis branches'
