@@ -4,7 +4,7 @@ boards (CMUs), its current sensor (ISENSE) and its contactor / bleed drivers.
     node = PackNode(smap, model)                  # model: hil.pack (params, faults, state, inp, bleed)
     node.step(t_s, dt_s)                          # physics over (t - dt, t], sensors sampled at t
     frames = node.frames_due(t_s)                 # encoded CMU / ISENSE frames due at t (DBC periods)
-    keys, data, dlc = node.step_frames(t_s, dt_s) # both in one compiled call, frames as arrays
+    keys, data, dlc = node.step_frames(t_s, dt_s) # both in one compiled call (sensors read when sent)
     node.on_frames(frames)                        # BMS_State contactor commands, BMS_Balancing masks
 
 Every message, signal, scaling and period comes from the DBC through the signal map
@@ -150,7 +150,10 @@ class PackNode:
 
     def step_frames(self, t_s: float, dt_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`step` then :meth:`frames_due_arrays` at ``t_s`` in one compiled call
-        (:func:`hil.pack.frames.plant_tick_kernel`; the same arrays, reused by a later call)."""
+        (:func:`hil.pack.frames.plant_tick_kernel`; the same arrays, reused by a later call), except
+        that a sensor is sampled only when a frame due carries it (the current sensor's on its
+        messages' ticks, the cell voltages and temperatures on the boards'): the other channels of
+        st.meas keep their last readings, their drift still advances every tick."""
         n = self._tick(dt_s, max(t_s - self.t_sample_s, 0.0), t_s)
         self.t_sample_s = t_s
         pl = self.plan
@@ -172,7 +175,9 @@ class PackNode:
                 self.period_s, self.ctr_slot, self.ctr_mod, self.counter, self._due, self.values, pl.begin, pl.rows,
                 pl.mux, c.msg_i, c.sig_i, c.sig_mask, c.sig_f, pl.e2e_id, pl.e2e_crc_byte, pl.keys, pl.data, pl.dlc,
                 pl.saturated)
-        self._tick = bind(plant_tick_kernel, m.p, m.f, m.st, m.inp, m.bleed, *plan,
+        ch_always = np.array(sorted({int(c) for c in fill_always[:, 1] if c < nm}), np.int64)
+        ch_board = np.array(sorted({int(c) for c in fill_board[:, 1]}), np.int64)
+        self._tick = bind(plant_tick_kernel, m.p, m.f, m.st, m.inp, m.bleed, ch_always, ch_board, *plan,
                           free=(nb.float64, nb.float64, nb.float64))
         return bind(plant_frames_kernel, m.st.meas, m.st.pk, m.bleed, m.st.ts_temp, *plan, free=(nb.float64,))
 

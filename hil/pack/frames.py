@@ -1,7 +1,7 @@
 """Numba kernels of the pack's frames (:class:`hil.packnode.PackNode`): the sensors' readings into
 the CMU and current-sensor messages due at one instant, encoded in one call (with the physics
-step and the sensor sample before it: :func:`plant_tick_kernel`); the BMS's contactor and bleed
-commands decoded in one call."""
+step before it and each sensor sampled only when a frame due carries it: :func:`plant_tick_kernel`);
+the BMS's contactor and bleed commands decoded in one call."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from bms.can import _kernels as K
 from bms.can.schedule import due_kernel, encode_plan
 from hil.pack.model import pack_step
-from hil.pack.sensors import sample_sensors
+from hil.pack.sensors import advance_drift, sample_channels
 
 
 @nb.njit(cache=True)
@@ -42,31 +42,30 @@ def numpy_mean(a, b0, n):
     return s / n
 
 
-@nb.njit(cache=True, nogil=True)
-def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, is_board,
-                        next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux,
-                        msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated,
-                        t_s):
-    """The frames due at ``t_s`` (:func:`bms.can.schedule.due_kernel`), encoded
-    (:func:`bms.can.schedule.encode_plan`) into keys_out / data_out / dlc_out[:n]; returns n.
+@nb.njit(cache=True)
+def due_kinds(due, is_board):
+    """(any board message due, any other message due) among ``due``."""
+    boards = False
+    others = False
+    for i in range(due.shape[0]):
+        if due[i]:
+            if is_board[i]:
+                boards = True
+            else:
+                others = True
+    return boards, others
 
-    Before encoding, when anything is due: v[s] = meas[c] for the rows (s, c) of ``fill_always``
-    (current sensor; c >= len(meas) reads pk[c - len(meas)], the contact positions); when a board
-    message is due (``is_board``) also for the rows of ``fill_board`` (cell voltages, sensor
-    temperatures), the bleed feedback v[s] = sum_k bleed[b cpb + k] 2^k for the rows (s, b) of
-    ``balfb`` and the board temperature v[s] = mean_k ts_temp[b tpb + k] (:func:`numpy_mean`) for
-    the rows (s, b) of ``board_temp``."""
-    if due_kernel(next_s, period_s, t_s, ctr_slot, ctr_mod, counter, v, due) == 0:
-        return 0
+
+@nb.njit(cache=True)
+def fill_encode(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, boards, due, v,
+                plan_begin, plan_rows, plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out,
+                data_out, dlc_out, saturated):
+    """The signal values of the frames ``due`` (as :func:`plant_frames_kernel` describes; the board
+    rows only if ``boards``), then the frames encoded (:func:`bms.can.schedule.encode_plan`); returns n."""
     nm = meas.shape[0]
     for r in range(fill_always.shape[0]):
         c = fill_always[r, 1]
         v[fill_always[r, 0]] = meas[c] if c < nm else pk[c - nm]
-    boards = False
-    for i in range(due.shape[0]):
-        if due[i] and is_board[i]:
-            boards = True
-            break
     if boards:
         for r in range(fill_board.shape[0]):
             v[fill_board[r, 0]] = meas[fill_board[r, 1]]
@@ -83,19 +82,50 @@ def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb
 
 
 @nb.njit(cache=True, nogil=True)
-def plant_tick_kernel(p, f, st, inp, bleed, fill_always, fill_board, balfb, board_temp, cpb, tpb, is_board, next_s,
-                      period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux, msg_i, sig_i,
-                      sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated, dt_s, dt_since_s,
-                      t_s):
-    """One tick of the pack node in one call: :func:`hil.pack.model.pack_step` over ``dt_s``,
-    :func:`hil.pack.sensors.sample_sensors` (drift over ``dt_since_s``), then the frames due at
-    ``t_s`` (:func:`plant_frames_kernel` on st.meas, st.pk, bleed, st.ts_temp); returns their number n."""
+def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, is_board,
+                        next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux,
+                        msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated,
+                        t_s):
+    """The frames due at ``t_s`` (:func:`bms.can.schedule.due_kernel`), encoded
+    (:func:`bms.can.schedule.encode_plan`) into keys_out / data_out / dlc_out[:n]; returns n.
+
+    Before encoding, when anything is due: v[s] = meas[c] for the rows (s, c) of ``fill_always``
+    (current sensor; c >= len(meas) reads pk[c - len(meas)], the contact positions); when a board
+    message is due (``is_board``) also for the rows of ``fill_board`` (cell voltages, sensor
+    temperatures), the bleed feedback v[s] = sum_k bleed[b cpb + k] 2^k for the rows (s, b) of
+    ``balfb`` and the board temperature v[s] = mean_k ts_temp[b tpb + k] (:func:`numpy_mean`) for
+    the rows (s, b) of ``board_temp``."""
+    if due_kernel(next_s, period_s, t_s, ctr_slot, ctr_mod, counter, v, due) == 0:
+        return 0
+    boards, _ = due_kinds(due, is_board)
+    return fill_encode(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, boards, due, v,
+                       plan_begin, plan_rows, plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte,
+                       keys_out, data_out, dlc_out, saturated)
+
+
+@nb.njit(cache=True, nogil=True)
+def plant_tick_kernel(p, f, st, inp, bleed, ch_always, ch_board, fill_always, fill_board, balfb, board_temp, cpb, tpb,
+                      is_board, next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux,
+                      msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated,
+                      dt_s, dt_since_s, t_s):
+    """One tick of the pack node in one call: :func:`hil.pack.model.pack_step` over ``dt_s``, the
+    drift over ``dt_since_s`` (:func:`hil.pack.sensors.advance_drift`), then the frames due at
+    ``t_s`` (as :func:`plant_frames_kernel`) from sensors sampled only when a frame carries them
+    (:func:`hil.pack.sensors.sample_channels`): the channels ``ch_always`` (current sensor) when a
+    non-board message is due, ``ch_board`` (cell voltages, temperatures) when a board message is
+    due; otherwise st.meas keeps their last readings. Returns the number n of frames."""
     pack_step(p, f, st, inp, bleed, dt_s)
-    sample_sensors(p, f, st, dt_since_s)
-    return plant_frames_kernel(st.meas, st.pk, bleed, st.ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb,
-                               is_board, next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows,
-                               plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out,
-                               dlc_out, saturated, t_s)
+    advance_drift(f, st, dt_since_s)
+    if due_kernel(next_s, period_s, t_s, ctr_slot, ctr_mod, counter, v, due) == 0:
+        return 0
+    boards, others = due_kinds(due, is_board)
+    if others:
+        sample_channels(p, f, st, ch_always)
+    if boards:
+        sample_channels(p, f, st, ch_board)
+    return fill_encode(st.meas, st.pk, bleed, st.ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, boards,
+                       due, v, plan_begin, plan_rows, plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte,
+                       keys_out, data_out, dlc_out, saturated)
 
 
 @nb.njit(cache=True, nogil=True)
