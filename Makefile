@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 test: $(TSTAMP)
 	sh scripts/install-system-deps.sh
+	$(PY) -m hil.warm --jobs 2   # numba's cache filled once, two groups side by side: the workers only load it
 	$(PY) -m pytest -n 2 -q -m "not realtime"
 	$(PY) -m pytest -q -m realtime
 
