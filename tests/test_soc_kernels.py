@@ -16,13 +16,17 @@ samples = st.lists(
     st.tuples(st.floats(-400, 300), st.floats(2.5, 3.8), st.floats(-30, 60)), min_size=1, max_size=120)
 
 
-def _with_rc_soc_factor(p):
-    """The params with a steep RC SOC factor G = 1 + 2 (1 - z)^2 (x 1.3 at the coldest grid T)."""
+def _with_rc_soc_factor(p, read_only=False):
+    """The params with a steep RC SOC factor G = 1 + 2 (1 - z)^2 (x 1.3 at the coldest grid T);
+    ``read_only`` as the loaded profile's table, so that the firmware's compiled signature of
+    soc_step serves (a writable one is another signature: ~25 CPU s to compile cold)."""
     from bms.model import rc_soc_on
 
     z = p.soc0 + p.dsoc * np.arange(p.ocv_v.shape[1])
     g = (1.0 + 2.0 * (1.0 - z) ** 2)[None, :] * np.where(np.arange(p.temp_c.size) == 0, 1.3, 1.0)[:, None]
-    return p._replace(rc_soc_factor=np.ascontiguousarray(g), rc_soc_on=rc_soc_on(g))
+    g = np.ascontiguousarray(g)
+    g.setflags(write=not read_only)
+    return p._replace(rc_soc_factor=g, rc_soc_on=rc_soc_on(g))
 
 
 @pytest.mark.parametrize("kind", [E.EST_EKF, E.EST_CC])
@@ -30,7 +34,7 @@ def _with_rc_soc_factor(p):
 @given(seq=samples, z0=st.floats(0, 1), dt=st.floats(0.01, 10))
 def test_covariance_spd_and_soc_bounded(winston, kind, seq, z0, dt, with_g):
     """Also with an RC SOC factor G (the EKF's RC update and its dG/dz Jacobian term)."""
-    p = _with_rc_soc_factor(winston.params) if with_g else winston.params
+    p = _with_rc_soc_factor(winston.params, read_only=True) if with_g else winston.params
     tune = E.default_tuning(kind, p)
     x, P = E.new_state(3, p, tune)
     E.init_at_soc(p, tune, x, P, z0, 25.0)
@@ -169,7 +173,7 @@ def test_ekf_rc_update_follows_the_rc_soc_factor(winston, temp_c):
     from bms.model import IV1 as MV1, IV2 as MV2, advance_cell
     from bms.soc.layout import IV1, IV2
 
-    p = _with_rc_soc_factor(winston.params)
+    p = _with_rc_soc_factor(winston.params, read_only=True)
     tune = E.default_tuning(E.EST_EKF, p)
     x, P = E.new_state(1, p, tune)
     E.init_at_soc(p, tune, x, P, 0.23, temp_c)
