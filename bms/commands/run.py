@@ -37,9 +37,9 @@ def register(sub) -> None:
     p.add_argument("--stats-json", type=Path, default=None, metavar="FILE", help="write the node statistics here at exit")
     add_rt_argument(p)
     p.add_argument("--rt-release-ms", type=float, default=2.0, metavar="MS",
-                   help="wake MS before each step's deadline, run the step, spin to the deadline and send "
-                        "its frames then (bms.node.rtloop; up to MS of CPU per 10 ms step). 0: wait for "
-                        "frames until the deadline (with --rt-priority: sleep), then step and send. Default 2")
+                   help="with --rt-priority: wake MS before each step's deadline, run the step, spin to "
+                        "the deadline and send its frames then (bms.node.rtloop; up to MS of CPU per "
+                        "10 ms step); 0: sleep to the deadline, step and send; default 2")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--status", dest="status", action="store_true", default=True, help="live status line (default)")
     g.add_argument("-q", "--quiet", dest="status", action="store_false", help="no status line")
@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         node = BmsNode(bus, smap, clock=WallClock(), state=state)
         node.run(args.duration_s, stop=stop, on_status=show if args.status else None,
                  status_period_s=0.5 if tty else 1.0,
-                 wake_on_frames=args.rt_priority is None and args.rt_release_ms == 0,   # bms.node.rtloop
-                 release_s=args.rt_release_ms * 1e-3)
+                 wake_on_frames=args.rt_priority is None,   # SCHED_FIFO: to the deadlines only (BmsNode.run)
+                 release_s=0.0 if args.rt_priority is None else args.rt_release_ms * 1e-3)
         opened = node.shutdown(max_s=args.shutdown_s)
         if args.status:
             show(node.status())

@@ -3,13 +3,13 @@
 
 Three ways to meet the step deadlines (period ``T``, the pack's fast task):
 
-* ``wake_on_frames=True`` (``bms run --rt-release-ms 0``): receive (frames stamped on arrival) while waiting for the
+* default, ``wake_on_frames=True``: receive (frames stamped on arrival) while waiting for the
   next deadline; at the deadline run the step and send its frames. Frame timing = the wake-up
   lateness plus the step's compute time before the send.
-* ``wake_on_frames=False`` (``bms run --rt-priority P --rt-release-ms 0``): sleep to each deadline,
+* ``wake_on_frames=False`` (``bms run --rt-priority P --rt-spin-ms 0``): sleep to each deadline,
   take what the bus received meanwhile, step, send. Under ``SCHED_FIFO`` a loop waiting for
   frames would preempt the sender at every frame it queues (8.6 passes per step measured).
-* ``release_s > 0`` with ``wake_on_frames=False`` (``bms run``, default 2 ms): compute ahead, release at the
+* ``release_s > 0`` (``bms run --rt-priority P``, default 2 ms): compute ahead, release at the
   deadline. Sleep to ``release_s`` before the deadline, take what was received, run the step,
   then spin on the clock to the deadline and only then send the step's frames. What a
   microcontroller does with an output-compare timer: the frames leave at the deadline, not after
@@ -89,9 +89,9 @@ class RealTimeLoop:
             self.step_to(max(now, due_s), poll=False, count_overruns=True)
         finally:
             held, self._held = self._held, None
-        clock, yield_gil = self.clock.now_s, time.sleep
+        clock = self.clock.now_s
         while (t := clock()) < due_s and not stop():
-            yield_gil(0)   # a non-blocking system call: other Python threads of the process may run
+            pass
         self.wake.add(t - due_s)
         for keys, data, dlc in held:
             self._emit(keys, data, dlc, due_s)
