@@ -3,13 +3,13 @@
 
 Three ways to meet the step deadlines (period ``T``, the pack's fast task):
 
-* default, ``wake_on_frames=True``: receive (frames stamped on arrival) while waiting for the
+* ``wake_on_frames=True`` (``bms run`` at normal priority): receive (frames stamped on arrival) while waiting for the
   next deadline; at the deadline run the step and send its frames. Frame timing = the wake-up
   lateness plus the step's compute time before the send.
-* ``wake_on_frames=False`` (``bms run --rt-priority P --rt-spin-ms 0``): sleep to each deadline,
+* ``wake_on_frames=False`` (``bms run --rt-priority P --rt-release-ms 0``): sleep to each deadline,
   take what the bus received meanwhile, step, send. Under ``SCHED_FIFO`` a loop waiting for
   frames would preempt the sender at every frame it queues (8.6 passes per step measured).
-* ``release_s > 0`` (``bms run --rt-priority P``, default 2 ms): compute ahead, release at the
+* ``release_s > 0`` with ``wake_on_frames=False`` (``bms run --rt-priority P``, default 2 ms): compute ahead, release at the
   deadline. Sleep to ``release_s`` before the deadline, take what was received, run the step,
   then spin on the clock to the deadline and only then send the step's frames. What a
   microcontroller does with an output-compare timer: the frames leave at the deadline, not after
@@ -61,7 +61,7 @@ class RealTimeLoop:
                 break
             if release_s > 0:
                 if (left := self.next_step_s - release_s - now) > 0:
-                    time.sleep(left)
+                    time.sleep(min(left, self.period_s))   # re-read the clock at least once a period
                     continue
                 self._release_step(now, stop)
             else:
