@@ -15,6 +15,7 @@ commands' own tests on the host cover.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -33,6 +34,11 @@ class ForkedCommand:
     def __init__(self, argv: list[str], stdout: Path, stderr: Path, cwd: str | Path | None = None):
         for stream in (sys.stdout, sys.stderr):
             stream.flush()   # else the child writes the parent's buffered text again
+        # what exists now is shared copy-on-write with the child: kept out of the garbage
+        # collector's passes, which write into every object they visit and so would copy the
+        # whole heap page by page in both processes (each page a host round trip under UML)
+        gc.collect()
+        gc.freeze()
         self.args = list(argv)
         self.returncode: int | None = None
         pid = os.fork()
