@@ -56,3 +56,21 @@ def test_fifo_when_permitted_else_the_reason():
         r = _probe("drop", 20)
         assert r.returncode == 3, (r.stdout, r.stderr)
         assert "not permitted" in r.stdout and "CAP_SYS_NICE" in r.stdout and "rtprio" in r.stdout
+
+
+def test_freeze_heap_keeps_start_up_objects_out_of_full_collections():
+    import gc
+
+    from bms.commands._realtime import freeze_heap
+
+    built = [{"start-up": [k]} for k in range(1000)]   # long-lived objects made before real time
+    assert all(gc.is_tracked(o) for o in built) and id(built[0]) in {id(o) for o in gc.get_objects()}
+    try:
+        n = freeze_heap()
+        assert n == gc.get_freeze_count() and n >= len(built)
+        tracked = {id(o) for o in gc.get_objects()}
+        assert not tracked & {id(o) for o in built}   # a full collection no longer visits them
+        later = {"made": ["in the loop"]}
+        assert id(later) in {id(o) for o in gc.get_objects()}
+    finally:
+        gc.unfreeze()

@@ -59,7 +59,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bms.commands._realtime import apply_rt_priority, rusage
+    from bms.commands._realtime import apply_rt_priority, freeze_heap, rusage
     from bms.commands._signals import StopOnSignals
     from bms.commands.run import _bus
     from bms.node import WallClock
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         scn = dataclasses.replace(scn, map=args.map)
     warm_up(scn)  # numba compile / cache load before real time starts
     plant = Plant(scn, vcu=args.vcu, wait_for_bms=args.wait_for_bms)
+    freeze_heap()   # start-up's objects out of the collector's passes
     sched = apply_rt_priority(args.rt_priority)   # after compiling: real time starts here
     bus = _bus(args)
     wall0 = time.perf_counter()

@@ -67,7 +67,7 @@ def _bus(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bms.commands._realtime import apply_rt_priority, rusage
+    from bms.commands._realtime import apply_rt_priority, freeze_heap, rusage
     from bms.commands._signals import StopOnSignals
     from bms.node import BmsNode, WallClock, status_line
     from bms.node.node import warm_up
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     state = None
     if args.state is not None and args.state.is_file():
         state = load_state(smap.pack.params(), args.state)
+    freeze_heap()   # start-up's objects out of the collector's passes
     sched = apply_rt_priority(args.rt_priority)   # after compiling: real time starts here
     bus = _bus(args)
     stop = StopOnSignals().install()
