@@ -18,6 +18,7 @@ host's load average at the start, since the tail of the jitter follows the load.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -55,21 +56,34 @@ RT_PRIORITY = 50   # the SCHED_FIFO variant: the BMS at 50, the pack at 49 (bms 
 
 
 def _one(backend: str, smap) -> tuple[dict | None, str]:
+    """One run of the topology; a run that fails keeps its directory (recording, programs' output
+    and JSON), named on stderr, for the post-mortem."""
     rt = ["--rt-priority", str(RT_PRIORITY)] if backend == "socketcan_fifo" else []
-    with tempfile.TemporaryDirectory(prefix="bms-bench-rt-") as d:
+    d = tempfile.mkdtemp(prefix=f"bms-bench-rt-{backend}-")
+    keep = True
+    try:
         if backend == "virtual":
             from hil.benchrun import run_bench
 
             run_bench(d, "virtual", f"bench-rt-{os.getpid()}")
-            return measure(Path(d), smap), "host"
-        from hil.benchrun import warm_caches
+            m, where = measure(Path(d), smap), "host"
+        else:
+            from hil.benchrun import warm_caches
 
-        warm_caches()  # the guest loads numba's cache instead of compiling
-        r = run_on_vcan([sys.executable, "-m", "hil.benchrun", d, "--timeout-s", "200", *rt], timeout_s=240, cwd=ROOT)
-        if r.returncode != 0 or not (Path(d) / "pack.json").exists():
-            print(r.output[-3000:], file=sys.stderr)
-            return None, r.backend
-        return measure(Path(d), smap), r.backend
+            warm_caches()  # the guest loads numba's cache instead of compiling
+            r = run_on_vcan([sys.executable, "-m", "hil.benchrun", d, "--timeout-s", "200", *rt], timeout_s=240, cwd=ROOT)
+            where = r.backend
+            if r.returncode != 0 or not (Path(d) / "pack.json").exists():
+                print(r.output[-3000:], file=sys.stderr)
+                return None, where
+            m = measure(Path(d), smap)
+        keep = not m["passed"]
+        return m, where
+    finally:
+        if keep:
+            print(f"bench_realtime: the {backend} run's files are kept in {d}", file=sys.stderr)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run() -> dict:
