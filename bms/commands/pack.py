@@ -78,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
         scn = dataclasses.replace(scn, map=args.map)
     warm_up(scn)  # numba compile / cache load before real time starts
     plant = Plant(scn, vcu=args.vcu, wait_for_bms=args.wait_for_bms)
-    freeze_heap()   # start-up's objects out of the collector's passes
-    sched = apply_rt_priority(args.rt_priority)   # after compiling: real time starts here
     bus = _bus(args)
+    freeze_heap()   # start-up's objects out of the collector's passes
+    try:
+        sched = apply_rt_priority(args.rt_priority)   # after compiling and opening the bus: real time starts here
+    except BaseException:
+        bus.shutdown()
+        raise
     wall0 = time.perf_counter()
     try:
         with StopOnSignals() as stop:

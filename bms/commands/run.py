@@ -79,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
     state = None
     if args.state is not None and args.state.is_file():
         state = load_state(smap.pack.params(), args.state)
-    freeze_heap()   # start-up's objects out of the collector's passes
-    sched = apply_rt_priority(args.rt_priority)   # after compiling: real time starts here
     bus = _bus(args)
     stop = StopOnSignals().install()
     tty = sys.stderr.isatty()
@@ -93,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
     opened = False
     try:
         node = BmsNode(bus, smap, clock=WallClock(), state=state)
+        # real time starts here, with the bus open and the node built: under SCHED_FIFO those took
+        # the guest's one CPU for ~0.3 s in user-mode Linux, the pack fell silent meanwhile and the
+        # BMS latched COMM_ISENSE at power-up
+        freeze_heap()   # start-up's objects out of the collector's passes
+        sched = apply_rt_priority(args.rt_priority)
         node.run(args.duration_s, stop=stop, on_status=show if args.status else None,
                  status_period_s=0.5 if tty else 1.0,
                  wake_on_frames=args.rt_priority is None,   # SCHED_FIFO: to the deadlines only (BmsNode.run)
