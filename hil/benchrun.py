@@ -250,6 +250,7 @@ def run_bench(out_dir: str | Path, interface: str = "socketcan", channel: str = 
     watch.set_filters([{"can_id": m.frame_id, "can_mask": 0x7FF, "extended": False} for m in (vcu_msg, state_msg)])
     ctr_name = counter_signal(vcu_msg)
     states: list[tuple[float, int]] = []   # (time.time(), BMS state) on every change
+    vcu_seen: list[tuple[float, bytes]] = []   # every VCU request frame on the bus (time, payload)
     last_vcu = {"t": None, "ctr": None}
 
     sock = SocketBatch.of(watch)
@@ -275,6 +276,7 @@ def run_bench(out_dir: str | Path, interface: str = "socketcan", channel: str = 
     def see(m: can.Message) -> None:
         if m.arbitration_id == vcu_msg.frame_id:
             last_vcu["t"] = m.timestamp   # time.time() clock: the kernel's (socketcan) or the sender's
+            vcu_seen.append((m.timestamp, bytes(m.data)))
             try:
                 last_vcu["ctr"] = int(vcu_msg.decode(bytes(m.data), decode_choices=False)[ctr_name])
             except Exception:  # noqa: BLE001 -- a malformed frame is not the genuine VCU
@@ -336,8 +338,14 @@ def run_bench(out_dir: str | Path, interface: str = "socketcan", channel: str = 
             t = side.inject(watch, fid, data)
             pump(time.monotonic() + (SETTLE_BAD_S if name == "bad_crc" else SETTLE_S))
             after = [L.STATE_NAMES[s] for tt, s in states if tt >= t]
+            # when the frame was on the bus (its own copy as the kernel time-stamped it), after the
+            # call: the injection's delivery latency (cansend's start; a stalled guest shows here)
+            on_bus = next((tt for tt, d in vcu_seen if d == data and tt >= t - 0.01
+                           and not any(i["on_bus_t"] == tt for i in result["injections"])), None)
             result["injections"].append({"name": name, "t_wall": t, "data": data.hex(), "expect": expect,
-                                         "after_last_vcu_s": round(t - t_last_vcu, 3), "states_after": after})
+                                         "after_last_vcu_s": round(t - t_last_vcu, 3), "states_after": after,
+                                         "on_bus_t": on_bus,
+                                         "latency_s": None if on_bus is None else round(on_bus - t, 3)})
         cpu1 = side.cpu_sample()
         while side.running("pack") and time.monotonic() < t_deadline:
             cpu1 = side.cpu_sample()

