@@ -48,7 +48,7 @@ def _run(backend: str, out: Path) -> None:
                         "--fork"],
                         timeout_s=UML_TIMEOUT_S, cwd=ROOT)
         assert r.returncode == 0 and not r.timed_out, r.output[-4000:]
-        slow = _stalled_injection(out)
+        slow = _stall_reason(out)
         if slow is None or attempt == 2:
             return
         # the guest stalled (on this 2-core host, some user-mode Linux boots run most of the BMS's
@@ -63,7 +63,7 @@ STALL_S = 0.5   # an injection that took longer from the call to the bus (normal
 LATE_STEPS = 0.3   # the share of BMS steps run late above which the run measured a stalled machine, not the BMS
 
 
-def _stalled_injection(out: Path) -> str | None:
+def _stall_reason(out: Path) -> str | None:
     """Why the run measured a stalled guest rather than the programs (an injected frame not on
     the bus within STALL_S of the call, the harness late, or more than LATE_STEPS of the BMS's
     steps late), or None."""

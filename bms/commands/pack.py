@@ -82,11 +82,7 @@ def run(args: argparse.Namespace) -> int:
     freeze_heap()   # start-up's objects out of the collector's passes
     try:
         sched = apply_rt_priority(args.rt_priority)   # after compiling and opening the bus: real time starts here
-    except BaseException:
-        bus.shutdown()
-        raise
-    wall0 = time.perf_counter()
-    try:
+        wall0 = time.perf_counter()
         with StopOnSignals() as stop:
             loop = run_realtime(bus, plant, WallClock(), rate=args.rate, duration_s=args.duration_s,
                                 stop=stop)

@@ -158,9 +158,9 @@ def run_in_uml(command: list[str] | str, channels: tuple[str, ...], *, timeout_s
         argv = [kernel, f"mem={mem_mb}M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/",
                 "rw", "quiet", SKIP_INITCALLS, f"init={workdir / 'init.sh'}", "con=null",
                 "con0=fd:0,fd:1", f"umid={umid}", f"uml_dir={workdir}"]
+        os.sync()   # the host's dirty pages written now, not while the guest reads through hostfs
         # TMPDIR: where UML puts its (unlinked) guest-memory file; the run's own directory
         # works everywhere, where /dev/shm may be too small (containers: 64 MB).
-        os.sync()   # the host's dirty pages written now, not while the guest reads through hostfs
         with open(workdir / "console.log", "wb") as console:
             run = run_group(argv, timeout_s=timeout_s + HALT_GRACE_S, stdout=console,
                             stderr=console, env={"PATH": GUEST_PATH, "TMPDIR": str(workdir)})
