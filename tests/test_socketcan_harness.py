@@ -18,7 +18,7 @@ import pytest
 from hil.socketcan import HarnessError, Result, choose_backend, run_on_vcan
 from hil.socketcan._proc import group_members, run_group
 from hil.socketcan.host import run_on_host
-from hil.socketcan.uml import HALT_GRACE_S
+from hil.socketcan.uml import CPU_ENV, HALT_GRACE_S, UmlError, guest_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 60.0
@@ -127,6 +127,61 @@ def test_command_past_the_deadline_is_killed_and_reported_as_timed_out():
     assert wall_s <= timeout_s + HALT_GRACE_S + 2.0
     assert _live_uml_leftovers() == []
     assert _live_with_arg(token) == []
+
+
+def _uml_processes_of(umid_marker: str) -> dict[int, str]:
+    """pid -> Cpus_allowed_list of the live host processes of the guest whose command line
+    carries ``umid_marker`` (the kernel's helpers and every guest address space)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and umid_marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                status = (entry / "status").read_text()
+                found[int(entry.name)] = re.search(r"Cpus_allowed_list:\s*(\S+)", status).group(1)
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.socketcan
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs a choice of CPUs")
+def test_the_guest_runs_on_one_host_cpu():
+    """Every host process of a UML guest (kernel, helpers, the address spaces of the guest's
+    programs, here a shell and its sleep) sits on the one CPU guest_cpu chose."""
+    if choose_backend() != "uml":
+        pytest.skip("this machine's kernel has SocketCAN: no guest to pin")
+    seen: dict[int, str] = {}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            seen.update(_uml_processes_of("bms-vcan-uml-"))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run_on_vcan("sleep 2 & sleep 1; wait; echo done", timeout_s=TIMEOUT_S)
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.returncode == 0 and "done" in result.stdout, result.output
+    assert len(seen) >= 3, seen  # the kernel plus at least the guest's shell and a sleep
+    assert set(seen.values()) == {str(guest_cpu())}, seen
+
+
+def test_guest_cpu_follows_the_environment(monkeypatch):
+    allowed = sorted(os.sched_getaffinity(0))
+    monkeypatch.delenv(CPU_ENV, raising=False)
+    assert guest_cpu() == (allowed[-1] if len(allowed) > 1 else None)
+    monkeypatch.setenv(CPU_ENV, "any")
+    assert guest_cpu() is None
+    monkeypatch.setenv(CPU_ENV, str(allowed[0]))
+    assert guest_cpu() == allowed[0]
+    for bad in ("999999", "one", "-1"):
+        monkeypatch.setenv(CPU_ENV, bad)
+        with pytest.raises(UmlError, match=CPU_ENV):
+            guest_cpu()
 
 
 @pytest.mark.socketcan
