@@ -9,7 +9,9 @@ commanding the contactors open.
 Measured: python-can's ``virtual`` bus (the programs as threads of this process, on the host),
 SocketCAN at normal priority, and SocketCAN with the BMS and the pack under ``SCHED_FIFO``
 (``--rt-priority``, as ``chrt -f`` on a bench; needs root, which the user-mode Linux guest is). ``BMS_BENCH_RUNS`` (default 1) runs each; figures are medians over runs.
-Baseline: the DBC cycle time for periods, the 2 ms target for p99 jitter. Also reported: the
+Baseline: the DBC cycle time for periods, the 2 ms target for p99 jitter, and, measured first in the
+same run, the timer floor (``benchmarks.timer_floor``): how late a bare loop wakes for 10 ms deadlines
+on the host, in the guest, and in the guest under SCHED_FIFO; no program there can do better. Also reported: the
 BMS steps run late, how late the BMS's loop woke for its steps (the operating system's share
 of the jitter), the CPU seconds per second of the BMS, the pack and the recorder while the
 scenario runs, how busy the machine was (inside user-mode Linux: the guest's one CPU), and the
@@ -17,9 +19,11 @@ host's load average at the start, since the tail of the jitter follows the load.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,8 +38,6 @@ JITTER_TARGET_MS = 2.0
 
 
 def measure(out: Path, smap) -> dict:
-    import json
-
     pack = json.loads((out / "pack.json").read_text())
     bench = json.loads((out / "bench.json").read_text())
     frames = read_frames(out / "bus.log")
@@ -71,7 +73,8 @@ def _one(backend: str, smap) -> tuple[dict | None, str]:
             from hil.benchrun import warm_caches
 
             warm_caches()  # the guest loads numba's cache instead of compiling
-            r = run_on_vcan([sys.executable, "-m", "hil.benchrun", d, "--timeout-s", "200", *rt], timeout_s=240, cwd=ROOT)
+            r = run_on_vcan([sys.executable, "-m", "hil.benchrun", d, "--timeout-s", "200", "--fork", *rt],
+                            timeout_s=240, cwd=ROOT)
             where = r.backend
             if r.returncode != 0 or not (Path(d) / "pack.json").exists():
                 print(r.output[-3000:], file=sys.stderr)
@@ -86,10 +89,38 @@ def _one(backend: str, smap) -> tuple[dict | None, str]:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def _floor(where: str, rt_priority: int = 0) -> dict | None:
+    """benchmarks.timer_floor on the host or in the SocketCAN harness's guest (as the bench runs)."""
+    argv = [sys.executable, "-m", "benchmarks.timer_floor", "--rt-priority", str(rt_priority)]
+    if where == "host":
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        code, text = done.returncode, done.stdout + done.stderr
+    else:
+        r = run_on_vcan(argv, timeout_s=120, cwd=ROOT)
+        code, text = r.returncode, r.output
+    if code != 0:
+        print(f"bench_realtime: timer floor ({where}) failed:\n{text[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def floors() -> dict:
+    """The timer floor (benchmarks.timer_floor) where each variant runs: what no program there can beat."""
+    out = {}
+    for tag, where, prio in (("host", "host", 0), ("vcan", "vcan", 0), ("vcan_fifo", "vcan", RT_PRIORITY)):
+        f = _floor(where, prio)
+        for stat in ("p50", "p99", "max"):
+            out[f"rt_floor_{tag}_late_{stat}_ms"] = figure(
+                float("nan") if f is None else f[f"{stat}_ms"], "ms",
+                note=(f"a bare loop waking for 10 ms deadlines, 1000 steps ({where}"
+                      f"{', SCHED_FIFO' if prio else ''}): the machine's share of any jitter") if stat == "p99" else "")
+    return out
+
+
 def run() -> dict:
     smap = load_map()
     load0 = os.getloadavg()[0]
-    out = {}
+    out = floors()
     for backend in ("virtual", "socketcan", "socketcan_fifo"):
         runs, where = [], "?"
         for _ in range(int(os.environ.get("BMS_BENCH_RUNS", "1"))):
