@@ -51,10 +51,11 @@ def _run(backend: str, out: Path) -> None:
         slow = _stall_reason(out)
         if slow is None or attempt == 2:
             return
-        # the guest stalled (on this 2-core host, some user-mode Linux boots run most of the BMS's
-        # steps late, or take the outside VCU's cansend past the window the injections rely on:
-        # the valid reset must reach the BMS within its VCU timeout): a missed precondition of
-        # these checks, not a BMS result. The run is kept beside the new one, and run once more.
+        # the guest stalled (most of the BMS's steps late, or the outside VCU's cansend past the
+        # window the injections rely on: the valid reset must reach the BMS within its VCU
+        # timeout): a missed precondition of these checks, not a BMS result. Before the harness
+        # pinned the guest to one host CPU this happened in many boots; now it takes a loaded
+        # machine. The run is kept beside the new one, and run once more.
         out.rename(out.with_name(out.name + "-stalled"))
         (out.with_name(out.name + "-stalled") / "stalled.txt").write_text(slow)
 
