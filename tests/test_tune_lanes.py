@@ -4,7 +4,9 @@ compilations contract and reassociate differently (~1e-14 in SOC per sample), so
 rtol 1e-9 plus ten times what the single-run API itself moves when every voltage sample moves
 by one ulp. A well-conditioned tuning stays near 1e-13 relative (the benchmark's do); one that
 amplifies rounding (e.g. r_v2 = 1e-6 with a 1 s rest recalibration: a one-ulp voltage change
-moves the API's own SSE by 1e-4 relative) is held to its own rounding sensitivity. Hypothesis
+moves the API's own SSE by 1e-4 relative) is held to its own rounding sensitivity; one that a
+one-ulp change moves by more than CHAOTIC has no reproducible trajectory, and only its truth-only
+counts (exactly) and finiteness are compared. Hypothesis
 over random tunings and set counts (padded last block, several blocks), with and without the RC
 resistances' SOC factor, a temperature ramp (temperature scalars refreshed every sample), steps
 long enough for the exact hysteresis decay (exp instead of the polynomial), and non-finite
@@ -16,7 +18,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from bms.evaluate import evaluate
@@ -30,6 +32,12 @@ from bms.tune.kernel import sweep_kernel
 from bms.tune.perturb import Perturbation, apply
 
 N = 700
+#: accumulators that depend on the true SOC and the time column only: equal in every case
+TRUTH_ONLY = [M.M_N, M.M_N_LATE, *range(M.M_BAND_N, M.NM)]
+#: a tuning whose SSE one ulp of every voltage moves by more than this share is chaotic: its
+#: trajectory is not reproducible to compare (hypothesis found r_v2 = 1e-6, rest_s = 1 s, p0_soc
+#: = 0.018: one ulp took the error from 4 % to 6 % and the last out-of-band sample from 367 to 379)
+CHAOTIC = 1e-2
 
 #: (key, lo, hi): log-uniform when lo > 0, else 0 or uniform in [1e-6 hi, hi] (a subnormal
 #: tau_innov_s makes ekf_run's fastmath turn dt / tau into 0 * inf: a different kind of test)
@@ -83,7 +91,13 @@ def test_lanes_equal_single_run_api(lab, profiles, sets, rc, every, ramp, holes,
                  pm.p0z_floor, pm.cap_ah, M.CONVERGE_BAND, M.late_index(t), win_n, out)
     for r, s in enumerate(sets):
         ref, up, down = (_api_acc(prof, sub, s, kw, win_n, v * f) for f in (1.0, 1.0 + 2.0**-52, 1.0 - 2.0**-52))
-        tol = 1e-9 * np.abs(ref) + 1e-12 + 10.0 * np.maximum(np.abs(up - ref), np.abs(down - ref))
+        moved = np.maximum(np.abs(up - ref), np.abs(down - ref))
+        assert np.array_equal(out[r, 0, TRUTH_ONLY], ref[TRUTH_ONLY]), (r, s)
+        if moved[M.M_SSE] > CHAOTIC * abs(ref[M.M_SSE]):
+            event("chaotic tuning: only the truth's counts and finiteness compared")
+            assert np.all(np.isfinite(out[r, 0])), (r, s, out[r, 0])
+            continue
+        tol = 1e-9 * np.abs(ref) + 1e-12 + 10.0 * moved
         bad = np.flatnonzero(np.abs(out[r, 0] - ref) > tol)
         assert bad.size == 0, (r, s, bad, out[r, 0, bad], ref[bad], tol[bad])
 
