@@ -269,7 +269,7 @@ def run_realtime(bus: can.BusABC, plant: Plant, clock, rate: float = 1.0, durati
             wait = (k + 1) * period - (clock.now_s() - t0)
     if inbox:
         plant.on_frames(inbox, plant.t_bus_s)
-    return {"ticks": k, "late_loops": late, "skipped_ticks": skipped, "tx_errors": tx_err, "waits": wakes}
+    return {"ticks": k, "late_loops": late, "skipped_ticks": skipped, "tx_errors": tx_err, "wakes": wakes}
 
 
 def warm_up(scn: Scenario) -> None:
