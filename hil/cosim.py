@@ -316,10 +316,11 @@ class CoSim:
         est = self.node.st.x[:, 0]
         meas = model.st.meas[:model.p.n_series]
         wb = out[L.Y_WARN_BITS]
+        truth = self.pack.truth()
         row = {
             "t_s": t, "state": state, "contactors": cmd,
             "k_actual": int(pk[PK_K0]) | int(pk[PK_K0 + 1]) << 1 | int(pk[PK_K0 + 2]) << 2,
-            "pack_i_a": self.pack.truth()["pack_i_a"], "pack_v": self.pack.truth()["pack_v"], "bus_v": pk[PK_VBUS],
+            "pack_i_a": truth["pack_i_a"], "pack_v": truth["pack_v"], "bus_v": pk[PK_VBUS],
             "demand_a": model.inp[IN_I_A], "i_chg_lim_a": v.q("i_chg_lim_a"), "i_dis_lim_a": v.q("i_dis_lim_a"),
             "soc_true_mean": x.mean(), "soc_true_min": x.min(), "soc_true_max": x.max(),
             "soc_bms_mean": v.q("soc_mean_pct") / 100.0, "soc_bms_min": v.q("soc_min_pct") / 100.0,
