@@ -27,12 +27,18 @@ def run(args) -> int:
     from hil.cosim import run_scenario
     from hil.report import figures, plot, summary_table
     from hil.scenario import load_scenario, shorten
+    from hil.warm import DEMO, warm
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scn = load_scenario(args.scenario)
     if args.max_s is not None:
         scn = shorten(scn, args.max_s)
+    # the BMS node's and the pack's kernels, compiled side by side into numba's cache (minutes on
+    # a fresh install, a few seconds after), so the progress bar below measures the simulation
+    print("loading the numba kernels (BMS node and pack side by side; a fresh install compiles "
+          "them once, ~1-2 min)...", file=sys.stderr, flush=True)
+    print(f"  ready in {warm(DEMO):.1f} s", file=sys.stderr)
     bar = tqdm(total=round(scn.duration_s), unit="sim s", desc=f"{scn.name} (heavy_duty_192s)", file=sys.stderr)
 
     def progress(t, total):
