@@ -311,7 +311,7 @@ def run_bench(out_dir: str | Path, interface: str = "socketcan", channel: str = 
             raise RuntimeError("bms run sent no state frame in time")
         # every counter's frames encoded ahead: at the injection only a look-up (the first cantools
         # encode in a process is slow, and under user-mode Linux the window is tight: see VCU_GONE_S)
-        modulus = E2ESpec.from_message(smap.db.get_message_by_name(smap.scalars["vcu_request"].message)).counter_modulus
+        modulus = E2ESpec.from_message(vcu_msg).counter_modulus
         requests = {c: (vcu_request(smap, c, crc_ok=False), vcu_request(smap, c)) for c in range(modulus)}
         cpu0 = side.cpu_sample()   # real time from here: the scenario runs
         # wait: the scenario's VCU spoke, went silent, and the BMS is in ERROR

@@ -15,7 +15,6 @@ commands' own tests on the host cover.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import subprocess
@@ -23,6 +22,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+from bms.commands._realtime import freeze_heap
 
 
 class ForkedCommand:
@@ -37,8 +38,7 @@ class ForkedCommand:
         # what exists now is shared copy-on-write with the child: kept out of the garbage
         # collector's passes, which write into every object they visit and so would copy the
         # whole heap page by page in both processes (each page a host round trip under UML)
-        gc.collect()
-        gc.freeze()
+        freeze_heap()
         self.args = list(argv)
         self.returncode: int | None = None
         pid = os.fork()
