@@ -34,3 +34,14 @@ def test_sim_config_error_exit_code_2(tmp_path, capsys):
     p.write_text('[scenario]\nname = "x"\n')
     assert main(["sim", str(p), "--json"]) == 2
     assert "segment" in capsys.readouterr().err
+
+
+def test_sim_progress_bar_in_a_log_is_not_redrawn_every_simulated_second(tmp_path, capsys):
+    """stderr not a terminal (a CI log): the bar reaches the end without a line per simulated second."""
+    p = tmp_path / "long.toml"
+    p.write_text(SCN.replace("duration_s = 2.0", "duration_s = 30.0") + 'reached_state = "DRIVE"\n')
+    assert main(["sim", str(p), "--transport", "direct"]) == 0
+    err = capsys.readouterr().err
+    draws = [d for d in err.split("\r") if "sim s" in d]
+    assert "30/30" in draws[-1] and "100%" in draws[-1]
+    assert len(draws) <= 4, draws  # the first draw, the last, and at most one per 10 s of wall time

@@ -22,8 +22,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
+    from bms.commands._progress import sim_bar
     from hil.cosim import run_scenario
     from hil.report import figures, plot, summary_table
     from hil.scenario import load_scenario, shorten
@@ -39,12 +38,7 @@ def run(args) -> int:
     print("loading the numba kernels (BMS node and pack side by side; a fresh install compiles "
           "them once, ~1-2 min)...", file=sys.stderr, flush=True)
     print(f"  ready in {warm(DEMO):.1f} s", file=sys.stderr)
-    bar = tqdm(total=round(scn.duration_s), unit="sim s", desc=f"{scn.name} (heavy_duty_192s)", file=sys.stderr)
-
-    def progress(t, total):
-        bar.n = round(t)
-        bar.refresh()
-
+    bar, progress = sim_bar(scn.duration_s, f"{scn.name} (heavy_duty_192s)")
     res = run_scenario(scn, "virtual", out / f"{scn.name}.log", out / f"{scn.name}.blf" if args.blf else None, progress)
     bar.close()
     png = plot(res, str(out / f"{scn.name}.png"))

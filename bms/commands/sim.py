@@ -40,13 +40,9 @@ def run(args) -> int:
     bar = None
     progress = None
     if not args.json and not args.no_progress:
-        from tqdm import tqdm
+        from bms.commands._progress import sim_bar
 
-        bar = tqdm(total=round(scn.duration_s), unit="sim s", desc=scn.name, file=sys.stderr)
-
-        def progress(t, total):
-            bar.n = round(t)
-            bar.refresh()
+        bar, progress = sim_bar(scn.duration_s, scn.name)
     res = run_scenario(scn, args.transport, args.log, args.blf, progress)
     if bar is not None:
         bar.close()
