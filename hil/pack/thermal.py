@@ -24,7 +24,7 @@ T0_K = 273.15
 INV_T25 = 1.0 / 298.15
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def bracket(grid, t):
     """Clamped bracket of ``t`` in the ascending ``grid``: (j, w), value = (1-w) f[j] + w f[j+1]."""
     n = grid.shape[0]
@@ -38,7 +38,7 @@ def bracket(grid, t):
     return j, (t - grid[j]) / (grid[j + 1] - grid[j])
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def lin(table, j, w):
     """Linear interpolation of a (nT,) table at bracket (j, w)."""
     if table.shape[0] == 1:
@@ -46,7 +46,7 @@ def lin(table, j, w):
     return (1.0 - w) * table[j] + w * table[j + 1]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def arrhenius(ln_tab, temp_grid, inv_grid, temp_c, extrap_k):
     """Resistance at ``temp_c`` from a table of ln R over the temperature grid, interpolated
     linearly in 1/T (R = A exp(Ea / (R_gas T)) between neighbouring grid points); beyond the grid
@@ -70,7 +70,7 @@ def arrhenius(ln_tab, temp_grid, inv_grid, temp_c, extrap_k):
     return math.exp(a + w * (b - a))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def refresh_cache(p, x, cache, dt_s):
     """Per-cell coefficients at the cell temperature T and step ``dt_s``:
     R0, R1, R2 = r_scale * Arrhenius(T), R1 and R2 times G(T, z) at the cell's SOC now (the
@@ -116,7 +116,7 @@ def refresh_cache(p, x, cache, dt_s):
         cache[c, C_SD] = p.sd_a25[c] * math.exp(-p.sd_ea_k * (1.0 / tk - INV_T25))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def thermal_update(p, f, x, pk, acc, ts_temp, inp, qflow):
     """Advance the cell temperatures over the time accumulated since the last update, dt_th:
 
