@@ -15,7 +15,8 @@ MAX_S = 30.0  # simulated seconds per scenario in the suite
 LONGER = {"demo": 80.0,  # its last drive (60 s, with the fault) is kept whole
           "fault_internal_short": 2900.0}  # whole: 50x coarser schedule (time_scale), ~3 s of CPU
 # run whole, once, by their own test with more checks on their behaviour (see test_run_elsewhere)
-ELSEWHERE = {"yard_tractor_8h_shift": "test_shift.py", "fault_coolant_loss": "test_coolant_loss.py"}
+ELSEWHERE = {"yard_tractor_8h_shift": "test_shift.py", "fault_coolant_loss": "test_coolant_loss.py",
+             "cold_morning_start": "test_cold_start.py"}
 
 
 @pytest.mark.parametrize("name", [n for n in shipped_names() if n not in ELSEWHERE])

@@ -273,3 +273,48 @@ def _rest_v(p, z):
     from bms.soc.ocv import rest_voltage_and_slope
 
     return rest_voltage_and_slope(p, z, 20.0, 0.0, 0.0)[0]
+
+
+@given(cold=st.floats(0.01, 40.0), warm=st.booleans(), i_a=st.floats(-300.0, 300.0).filter(lambda i: abs(i) > 1.0),
+       dv=st.floats(-0.5, 0.5), steps=st.integers(1, 5))
+def test_loaded_voltage_outside_the_profiles_temperatures_corrects_nothing(winston, cold, warm, i_a, dv, steps):
+    """Beyond the profile's grid widened by load_t_margin_k, a loaded sample leaves the filter as
+    predicted (the state and P equal those of the same steps with the voltage marked invalid),
+    whatever the voltage says."""
+    p = winston.params
+    tune = E.default_tuning(E.EST_EKF, p)
+    margin = E.TUNING_DEFAULTS["load_t_margin_k"]
+    t = p.temp_c[-1] + margin + cold if warm else p.temp_c[0] - margin - cold
+    runs = []
+    for usable in (True, False):
+        x, P = E.new_state(2, p, tune)
+        E.init_at_soc(p, tune, x, P, 0.6, float(t))
+        for _ in range(steps):
+            E.soc_step(E.EST_EKF, p, tune, x, P, i_a, np.array([3.25 + dv, 3.3 + dv]), np.full(2, t),
+                       np.full(2, usable), 1.0)
+        runs.append((x[:, :IFLAGS].copy(), P.copy()))
+    (x_used, p_used), (x_held, p_held) = runs
+    assert np.array_equal(x_used, x_held) and np.array_equal(p_used, p_held)
+
+
+@pytest.mark.parametrize("rested", [False, True])
+def test_voltage_corrects_inside_the_temperatures_and_at_rest_outside(winston, rested):
+    """The same 50 mV disagreement moves the SOC at a temperature of the grid, and outside the
+    grid only once rested (the OCV recalibration: rest_s of |i| below the rest current)."""
+    p = winston.params
+    tune = E.default_tuning(E.EST_EKF, p)
+    i_a = 0.0 if rested else -50.0
+    steps = int(E.TUNING_DEFAULTS["rest_s"]) + 5 if rested else 5
+    moved = {}
+    for t in (float(p.temp_c[0]) + 1.0, float(p.temp_c[0]) - E.TUNING_DEFAULTS["load_t_margin_k"] - 5.0):
+        out = []
+        for dv in (0.0, -0.05):
+            x, P = E.new_state(1, p, tune)
+            E.init_at_soc(p, tune, x, P, 0.6, t)
+            for _ in range(steps):
+                E.soc_step(E.EST_EKF, p, tune, x, P, i_a, np.array([3.29 + dv]), np.array([t]), np.ones(1, np.bool_), 1.0)
+            out.append(x[0, IZ])
+        moved[t] = out[0] - out[1]
+    inside, outside = moved.values()
+    assert inside > 0.005
+    assert (outside > 0.005) if rested else (outside == 0.0)

@@ -45,7 +45,8 @@ SPACE = [("q_soc_per_s", 1e-12, 1e-7), ("q_rc_v2_per_s", 1e-11, 1e-7), ("q_rc2_v
          ("q_hyst_per_s", 1e-8, 1e-4), ("q_bias_a2_per_s", 1e-10, 1e-5), ("r_v2", 1e-6, 1e-2),
          ("rest_i_c", 1e-4, 0.05), ("rest_s", 1.0, 2000.0), ("r_rest_v2", 1e-7, 1e-4), ("bias_max_c", 1e-3, 0.1),
          ("p0_soc", 1e-4, 0.1), ("p0_hyst", 0.01, 1.0), ("p0_bias_c", 1e-4, 0.05),
-         ("q_soc_adapt_per_s", 0.0, 1e-4), ("tau_innov_s", 0.0, 1000.0), ("sigma_r_ohm", 0.0, 5e-3)]
+         ("q_soc_adapt_per_s", 0.0, 1e-4), ("tau_innov_s", 0.0, 1000.0), ("sigma_r_ohm", 0.0, 5e-3),
+         ("load_t_margin_k", 0.0, 20.0)]
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +118,28 @@ def test_exact_hysteresis_decay_path_is_taken(lab, profiles):
     d = lab.slice(2000, 2000 + N * 40)
     dt = 40 * np.median(np.diff(d.time_s))
     assert np.max(p.gamma) * np.max(np.abs(d.current_a)) * dt / (3600 * p.capacity_ah) > 0.0625
+
+
+@pytest.mark.parametrize("temp_c", [-30.0, 90.0])
+def test_lanes_follow_the_load_temperature_rule(lab, profiles, temp_c):
+    """A drive at a temperature beyond the profile's grid and its margin: the lanes correct only
+    at rest, as ekf_run does (same accumulators as the single-run API), and the defaults' run
+    differs from one whose margin takes the temperature in (the rule acts)."""
+    prof = profiles[False]
+    d = lab.slice(2000, 2000 + N * 3)
+    sl = slice(None, None, 3)
+    t, i, v = d.time_s[sl].copy(), d.current_a[sl].copy(), d.voltage_v[sl].copy()
+    temp = np.full(t.size, temp_c)
+    sub = type(d)(d.path, t, i, v, temp, d.soc_ref[sl].copy(), {})
+    ds = Dataset("x", "lab", t, i, v, temp, sub.soc_ref, "soc_ref")
+    pm = apply(prof.params, ds, [Perturbation("p", soc_error=-0.2)])
+    sets = [{}, {"load_t_margin_k": 100.0}]
+    tunes = np.stack([est.tuning_vector(prof.params, **s) for s in sets])
+    out = np.zeros((len(sets), 1, M.NM))
+    win_n = M.window_samples(t)
+    sweep_kernel(est.EST_EKF, prof.params, tunes, t, sub.soc_ref, pm.i_meas, pm.v_meas, pm.temp_c, pm.z0,
+                 pm.p0z_floor, pm.cap_ah, M.CONVERGE_BAND, M.late_index(t), win_n, out)
+    for r, s in enumerate(sets):
+        ref = _api_acc(prof, sub, s, {"soc_error": -0.2}, win_n, v)
+        assert np.allclose(out[r, 0], ref, rtol=1e-9, atol=1e-12), (s, out[r, 0], ref)
+    assert abs(out[0, 0, M.M_SSE] - out[1, 0, M.M_SSE]) > 1e-3 * out[1, 0, M.M_SSE]

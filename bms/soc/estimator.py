@@ -28,8 +28,8 @@ from bms.soc.ekf import RVNOW as IW_VNOW
 from bms.soc.ekf import ekf_run
 from bms.soc.layout import (
     IBIAS, IC_T, ICAP, IH, IP, IS, ITHOLD, IVHOLD, IZ, IZG, NP, NT, NXW, PB, PH, PV1, PV2, PZ, ROW_CELLS,
-    T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_SIGMA_R, T_TAU_E,
-    T_RREST, T_RV,
+    T_BIAS_MAX, T_LOAD_T_MARGIN, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S,
+    T_RREST, T_RV, T_SIGMA_R, T_TAU_E,
 )
 from bms.soc.ocv import soc_from_rest_voltage
 
@@ -67,6 +67,9 @@ TUNING_DEFAULTS = {
     "q_soc_adapt_per_s": 0.0,  # extra SOC noise per unit of persistent innovation excess (1/s)
     "tau_innov_s": 300.0,  # averaging time of the innovation for the adaptation (s)
     "sigma_r_ohm": 1.2e-3,  # resistance uncertainty: adds (sigma_r * i)^2 to the measurement variance
+    # loaded voltages correct the SOC only within the profile's temperature grid widened by this
+    # margin (K); beyond, the model's resistances are extrapolated (bms.soc.ekf.load_update_ok)
+    "load_t_margin_k": 5.0,
 }
 TUNING_KEYS = tuple(TUNING_DEFAULTS)
 #: least values where a smaller positive one would divide by (almost) zero inside the kernels
@@ -110,6 +113,7 @@ def tuning_vector(p: CellParams, **overrides: float) -> np.ndarray:
     tune[T_QZ_ADAPT] = t["q_soc_adapt_per_s"]
     tune[T_TAU_E] = t["tau_innov_s"]
     tune[T_SIGMA_R] = t["sigma_r_ohm"]
+    tune[T_LOAD_T_MARGIN] = t["load_t_margin_k"]
     return tune
 
 

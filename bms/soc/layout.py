@@ -58,5 +58,5 @@ FLAG_SOC_CLAMPED = 16  # SOC estimate hit 0 or 1 and was clamped
 
 # tuning vector indices
 (T_QZ, T_QV, T_QH, T_QB, T_RV, T_REST_I, T_REST_S, T_RREST, T_BIAS_MAX, T_P0Z, T_P0H, T_P0B,
- T_QV2, T_QZ_ADAPT, T_TAU_E, T_SIGMA_R) = range(16)
-NT = 16
+ T_QV2, T_QZ_ADAPT, T_TAU_E, T_SIGMA_R, T_LOAD_T_MARGIN) = range(17)
+NT = 17

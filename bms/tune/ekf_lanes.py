@@ -63,12 +63,14 @@ import math
 import numba as nb
 import numpy as np
 
-from bms.soc.ekf import EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, temp_scalars, time_update
+from bms.soc.ekf import (
+    EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, load_update_ok, temp_scalars, time_update,
+)
 from bms.soc.ekf_cov import cov_correct, cov_ph, cov_predict, cov_rc_soc
 from bms.soc.layout import (
     IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W, NXE,
     T_BIAS_MAX, T_P0B, T_P0H, T_P0Z, T_QB, T_QH, T_QV, T_QV2, T_QZ, T_QZ_ADAPT, T_REST_I, T_REST_S, T_RREST, T_RV,
-    T_SIGMA_R, T_TAU_E,
+    T_LOAD_T_MARGIN, T_SIGMA_R, T_TAU_E,
 )
 from bms.tune.metrics import acc_add, acc_finish, acc_reset, acc_scratch
 
@@ -80,13 +82,13 @@ L = LANES
 (RZ, RV1, RV2, RH, RS, RB, RREST, REB,
  R00, R01, R02, R03, R04, R11, R12, R13, R14, R22, R23, R24, R33, R34, R44,
  RQZ, RQZA, RQV, RQV2, RQH, RQB, RINVRV, RRV, RRREST, RSIGR, RRESTI, RRESTS, RBMAX, RTAUE, RKE,
- RAH, RZG, RWS, RWSG, RSN) = range(43)
-RC_OCV, RC_M, RC_F, RC_G = range(43, 59, 4)
-NROW = 59
+ RAH, RZG, RWS, RWSG, RSN, RLTM) = range(44)
+RC_OCV, RC_M, RC_F, RC_G = range(44, 60, 4)
+NROW = 60
 #: (row of S, index in the tuning vector) of the tuning values the kernel reads per set
 TUNE_ROWS = ((RQZ, T_QZ), (RQZA, T_QZ_ADAPT), (RQV, T_QV), (RQV2, T_QV2), (RQH, T_QH), (RQB, T_QB), (RRV, T_RV),
              (RRREST, T_RREST), (RSIGR, T_SIGMA_R), (RRESTI, T_REST_I), (RRESTS, T_REST_S), (RBMAX, T_BIAS_MAX),
-             (RTAUE, T_TAU_E))
+             (RTAUE, T_TAU_E), (RLTM, T_LOAD_T_MARGIN))
 
 
 @nb.njit(cache=True, inline="always")
@@ -164,6 +166,7 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
     ocv_t, hyst_t, r0f_t, rcf_t, rc_soc = p.ocv_v, p.hyst_v, p.r0_soc_factor, p.rc_soc_factor, p.rc_soc_on
     soc0, inv_dsoc, one_t = p.soc0, 1.0 / p.dsoc, p.ocv_v.shape[0] == 1
     eta_chg, i_sign = p.eta_chg, p.i_sign_a
+    t_lo, t_hi = p.temp_c[0], p.temp_c[p.temp_c.shape[0] - 1]  # the grid; each lane widens it by its margin
     i_hold = 0.0
     t_hold = temp_c[0]
     dt_last = math.nan
@@ -319,7 +322,9 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
                 innov = v_now - y
                 eb = S[REB * L + r]
                 S[REB * L + r] = eb + (innov - eb) * S[RKE * L + r]
-                si = 1.0 / s
+                # 0 (no correction, P kept) for a loaded sample outside the lane's temperature range
+                margin = S[RLTM * L + r]
+                si = 1.0 / s if load_update_ok(rested, t_now, t_lo - margin, t_hi + margin) else 0.0
                 gain = innov * si
                 S[RZ * L + r] = S[RZ * L + r] + ph0 * gain
                 S[RV1 * L + r] = S[RV1 * L + r] + ph1 * gain
