@@ -1,6 +1,6 @@
 """Closed loop speed: the 192-cell reference pack (10 ms physics, CMU frames every 100 ms, the
 current sensor every 10 ms, all on their DBC periods through the batch codec) against the BMS
-node (10 ms firmware step), lock-step, exchanging real python-can frames (~1430 per simulated
+node (10 ms firmware step), lock-step, exchanging real python-can frames (~1600-1800 per simulated
 second) over python-can's virtual bus.
 
 Transports (:mod:`hil.cosim`), each run on the same 60 s of the yard tractor shift, interleaved
@@ -20,7 +20,7 @@ bus over python-can's per-frame path.
 
 The target itself (issue 5: one simulated hour in under 36 s, >= 100x) is measured, not
 extrapolated: ``cosim_virtual_sim_hour_wall_s`` runs the first full hour of the yard tractor
-shift (bursts to the current limits, idling, ~5.9 M frames) over the virtual transport
+shift (bursts to the current limits, idling, ~6.5 M frames) over the virtual transport
 ``HOUR_REPEAT`` times and quotes the median wall time of the loop (the setup -- DBC, map, pack
 parameters -- is timed apart and reported in the note).
 """
