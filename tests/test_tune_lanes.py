@@ -82,14 +82,8 @@ def test_lanes_equal_single_run_api(lab, profiles, sets, rc, every, ramp, holes,
     for what, k in holes:
         {"i": i, "v": v, "t": temp}[what][k] = np.nan
     sub = type(d)(d.path, t, i, v, temp, d.soc_ref[sl].copy(), {})
-    ds = Dataset("x", "lab", t, i, v, temp, sub.soc_ref, "soc_ref")
     soc_error, kw = start
-    pm = apply(prof.params, ds, [Perturbation("p", soc_error=soc_error)])
-    tunes = np.stack([est.tuning_vector(prof.params, **s) for s in sets])
-    out = np.zeros((len(sets), 1, M.NM))
-    win_n = M.window_samples(t)
-    sweep_kernel(est.EST_EKF, prof.params, tunes, t, sub.soc_ref, pm.i_meas, pm.v_meas, pm.temp_c, pm.z0,
-                 pm.p0z_floor, pm.cap_ah, M.CONVERGE_BAND, M.late_index(t), win_n, out)
+    out, win_n = _lanes(prof, sub, sets, soc_error)
     for r, s in enumerate(sets):
         ref, up, down = (_api_acc(prof, sub, s, kw, win_n, v * f) for f in (1.0, 1.0 + 2.0**-52, 1.0 - 2.0**-52))
         moved = np.maximum(np.abs(up - ref), np.abs(down - ref))
@@ -101,6 +95,20 @@ def test_lanes_equal_single_run_api(lab, profiles, sets, rc, every, ramp, holes,
         tol = 1e-9 * np.abs(ref) + 1e-12 + 10.0 * moved
         bad = np.flatnonzero(np.abs(out[r, 0] - ref) > tol)
         assert bad.size == 0, (r, s, bad, out[r, 0, bad], ref[bad], tol[bad])
+
+
+def _lanes(prof, sub, sets, soc_error):
+    """(accumulators (len(sets), 1, NM), window length) of the sweep kernel's lanes for the
+    tunings ``sets`` on the lab slice ``sub``, started ``soc_error`` off (None: from rest)."""
+    t = sub.time_s
+    ds = Dataset("x", "lab", t, sub.current_a, sub.voltage_v, sub.temperature_c, sub.soc_ref, "soc_ref")
+    pm = apply(prof.params, ds, [Perturbation("p", soc_error=soc_error)])
+    tunes = np.stack([est.tuning_vector(prof.params, **s) for s in sets])
+    out = np.zeros((len(sets), 1, M.NM))
+    win_n = M.window_samples(t)
+    sweep_kernel(est.EST_EKF, prof.params, tunes, t, sub.soc_ref, pm.i_meas, pm.v_meas, pm.temp_c, pm.z0,
+                 pm.p0z_floor, pm.cap_ah, M.CONVERGE_BAND, M.late_index(t), win_n, out)
+    return out, win_n
 
 
 def _api_acc(prof, sub, tuning, kw, win_n, v):
@@ -131,14 +139,8 @@ def test_lanes_follow_the_load_temperature_rule(lab, profiles, temp_c):
     t, i, v = d.time_s[sl].copy(), d.current_a[sl].copy(), d.voltage_v[sl].copy()
     temp = np.full(t.size, temp_c)
     sub = type(d)(d.path, t, i, v, temp, d.soc_ref[sl].copy(), {})
-    ds = Dataset("x", "lab", t, i, v, temp, sub.soc_ref, "soc_ref")
-    pm = apply(prof.params, ds, [Perturbation("p", soc_error=-0.2)])
     sets = [{}, {"load_t_margin_k": 100.0}]
-    tunes = np.stack([est.tuning_vector(prof.params, **s) for s in sets])
-    out = np.zeros((len(sets), 1, M.NM))
-    win_n = M.window_samples(t)
-    sweep_kernel(est.EST_EKF, prof.params, tunes, t, sub.soc_ref, pm.i_meas, pm.v_meas, pm.temp_c, pm.z0,
-                 pm.p0z_floor, pm.cap_ah, M.CONVERGE_BAND, M.late_index(t), win_n, out)
+    out, win_n = _lanes(prof, sub, sets, -0.2)
     for r, s in enumerate(sets):
         ref = _api_acc(prof, sub, s, {"soc_error": -0.2}, win_n, v)
         assert np.allclose(out[r, 0], ref, rtol=1e-9, atol=1e-12), (s, out[r, 0], ref)
