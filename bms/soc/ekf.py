@@ -57,18 +57,10 @@ Measurement update with the current sample::
          the hysteresis term keeps it hysteresis-aware)
     K  = P H^T / S,   xf += K (v_k - y),   P -= K K^T S  (computed symmetric, diagonal floored)
 
-Outside the temperatures the profile was fitted at (its grid, widened by the tuning's
-``load_t_margin_k``, default 5 K) only rested samples correct the state (the OCV recalibration
-above); a loaded sample leaves it as predicted (the time update: charge counted with the
-offset state). There the model's resistances and time constants are held at the grid's edge
-while the cell's keep changing (Arrhenius: ~5 %/K near -10 degC for LFP), so the loaded voltage
-disagrees with the model by an amount that says more about the resistance than about the SOC,
-and on LFP's flat OCV the filter turns every 10 mV of it into several % of SOC. Measured on
-cold_morning_start (-15 degC soak, winston_lfp100 fitted down to -5 degC, 30 min of container
-moves): max SOC error 16-51 % over seeds 1-4 (53 % with the shipped seed) without the rule,
-0.1-0.3 % (0.20 %) with it; inflating the measurement variance instead, by the resistances'
-Arrhenius uncertainty times the predicted overpotential, still drifted 15-18 %: a persistent
-bias moves a Kalman filter however much it is down-weighted, only more slowly.
+Outside the temperatures the profile was fitted at (its grid widened by the tuning's
+``load_t_margin_k``) only rested samples correct the state; loaded ones leave it as predicted
+(:func:`bms.soc.ekf_temp.load_update_ok`; why and what it measured: docs/soc-tuning.md,
+"Outside the profile's temperatures").
 
 SOC is clamped to [0, 1], h to [-1, 1], b to +-bias_max. A sample whose voltage, current
 or temperature is not finite never reaches the state: the previous value is held and a flag
@@ -106,6 +98,7 @@ from numba.np.arrayobj import make_array, populate_array
 
 from bms.model import bilinear, grid_bracket
 from bms.soc.ekf_cov import P_FLOOR, cov_correct, cov_ph, cov_predict, cov_rc_soc
+from bms.soc.ekf_temp import load_t_range, load_update_ok, temp_scalars
 
 from bms.soc.layout import (
     FLAG_AT_REST, FLAG_I_HELD, FLAG_SOC_CLAMPED, FLAG_T_HELD, FLAG_V_HELD,
@@ -170,53 +163,6 @@ def time_update(z, zg, v1, v2, h_old, s_old, i_prev, u0, a1, a2, r1_t, r2_t, grc
     return (z - u0 * i_prev, zg - u0 * i_prev, a1 * v1 + r1 * (1.0 - a1) * i_prev, a2 * v2 + r2 * (1.0 - a2) * i_prev,
             ah * h_old + (1.0 - ah) * sgn, sgn if abs(i_prev) > i_sign else s_old, u1, u2,
             ah * kh * sgn * (h_old - sgn), c1, c2)
-
-
-@nb.njit(cache=True)
-def load_t_range(p, tune):
-    """(t_lo, t_hi): the profile's temperature grid widened by the tuning's load margin
-    (``load_t_margin_k``), the temperatures at which a loaded voltage may correct the state."""
-    margin = tune[T_LOAD_T_MARGIN]
-    return p.temp_c[0] - margin, p.temp_c[p.temp_c.shape[0] - 1] + margin
-
-
-@nb.njit(cache=True, inline="always")
-def load_update_ok(rested, temp_c, t_lo, t_hi):
-    """A voltage sample may correct the state: a rested one (OCV recalibration) at any
-    temperature, a loaded one only within [t_lo, t_hi] (:func:`load_t_range`; module docstring)."""
-    return rested or (temp_c >= t_lo and temp_c <= t_hi)
-
-
-@nb.njit(cache=True)
-def temp_scalars(p, x, c, temp_c, dt_s):
-    """Refresh cell ``c``'s cached temperature-dependent scalars (layout IC_*) for (T, dt):
-    a_j = exp(-dt / tau_j(T)), R_j(T), gamma(T), M0(T), R0(T) (linear in T, clamped at the
-    table ends) and the temperature bracket (j, w). Called only when T or dt changed."""
-    tg = p.temp_c
-    nt = tg.shape[0]
-    if nt == 1 or temp_c <= tg[0]:
-        j, w = 0, 0.0
-    elif temp_c >= tg[nt - 1]:
-        j, w = nt - 2, 1.0
-    else:
-        j = 0
-        while tg[j + 1] < temp_c:
-            j += 1
-        w = (temp_c - tg[j]) / (tg[j + 1] - tg[j])
-    j1 = j + 1 if nt > 1 else j
-    x[c, IC_T] = temp_c
-    x[c, IC_DT] = dt_s
-    x[c, IC_A1] = math.exp(-dt_s / ((1.0 - w) * p.tau1_s[j] + w * p.tau1_s[j1]))
-    x[c, IC_A2] = math.exp(-dt_s / ((1.0 - w) * p.tau2_s[j] + w * p.tau2_s[j1]))
-    x[c, IC_R1] = (1.0 - w) * p.r1_ohm[j] + w * p.r1_ohm[j1]
-    x[c, IC_R2] = (1.0 - w) * p.r2_ohm[j] + w * p.r2_ohm[j1]
-    x[c, IC_GAM] = (1.0 - w) * p.gamma[j] + w * p.gamma[j1]
-    x[c, IC_M0] = (1.0 - w) * p.m0_v[j] + w * p.m0_v[j1]
-    x[c, IC_R0C] = (1.0 - w) * p.r0_chg_ohm[j] + w * p.r0_chg_ohm[j1]
-    x[c, IC_R0D] = (1.0 - w) * p.r0_dis_ohm[j] + w * p.r0_dis_ohm[j1]
-    x[c, IC_J] = j
-    x[c, IC_W] = w
-
 
 
 #: the row length of the storage: state ``q`` of cell ``c`` is ``W[q * LW + c]`` (a compile-time
@@ -312,7 +258,7 @@ def _ekf_rows(p, tune, W, n, c_off, i_seq, i_a, cell_v, temp_c, valid, time_s, d
     qz, qza, qv, qv2, qh, qb = tune[T_QZ], tune[T_QZ_ADAPT], tune[T_QV], tune[T_QV2], tune[T_QH], tune[T_QB]
     rv, rrest, sig_r, tau_e = tune[T_RV], tune[T_RREST], tune[T_SIGMA_R], tune[T_TAU_E]
     rest_i, rest_s, bmax = tune[T_REST_I], tune[T_REST_S], tune[T_BIAS_MAX]
-    t_lo, t_hi = load_t_range(p, tune)
+    t_lo, t_hi = load_t_range(p, tune[T_LOAD_T_MARGIN])
     inv_dsoc = 1.0 / dsoc
     inv_rv = 1.0 / rv
     n_k = cell_v.shape[0]

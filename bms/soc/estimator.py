@@ -68,7 +68,7 @@ TUNING_DEFAULTS = {
     "tau_innov_s": 300.0,  # averaging time of the innovation for the adaptation (s)
     "sigma_r_ohm": 1.2e-3,  # resistance uncertainty: adds (sigma_r * i)^2 to the measurement variance
     # loaded voltages correct the SOC only within the profile's temperature grid widened by this
-    # margin (K); beyond, the model's resistances are extrapolated (bms.soc.ekf.load_update_ok)
+    # margin (K); beyond, the model's resistances are extrapolated (bms.soc.ekf_temp.load_update_ok)
     "load_t_margin_k": 5.0,
 }
 TUNING_KEYS = tuple(TUNING_DEFAULTS)

@@ -4,7 +4,7 @@ outer, tunings inner, in SIMD lanes.
 A sweep runs many parameter sets over the same perturbed dataset. Everything that depends
 only on the sample and the profile is the same for every set and is computed once per sample
 instead of once per set: the held current and temperature (non-finite samples), the step
-``dt``, ``dt / Q`` and the temperature scalars of :func:`bms.soc.ekf.temp_scalars`
+``dt``, ``dt / Q`` and the temperature scalars of :func:`bms.soc.ekf_temp.temp_scalars`
 (``a_j = exp(-dt / tau_j(T))``, ``R_j(T)``, ``gamma(T)``, ``M0(T)``, ``R0(T)``, the
 temperature bracket), refreshed only when (T, dt) changes, exactly as ``ekf_run`` caches them
 per cell. No tuning key enters them (the swept keys are the noise, rest and offset settings of
@@ -63,9 +63,8 @@ import math
 import numba as nb
 import numpy as np
 
-from bms.soc.ekf import (
-    EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, load_update_ok, temp_scalars, time_update,
-)
+from bms.soc.ekf import EXP_TAYLOR_MAX, G_TAU_S, RC_SOC_JACOBIAN, exp_neg, exp_neg_taylor, time_update
+from bms.soc.ekf_temp import load_t_range, load_update_ok, temp_scalars
 from bms.soc.ekf_cov import cov_correct, cov_ph, cov_predict, cov_rc_soc
 from bms.soc.layout import (
     IC_A1, IC_A2, IC_DT, IC_GAM, IC_J, IC_M0, IC_R0C, IC_R0D, IC_R1, IC_R2, IC_T, IC_W, NXE,
@@ -166,7 +165,6 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
     ocv_t, hyst_t, r0f_t, rcf_t, rc_soc = p.ocv_v, p.hyst_v, p.r0_soc_factor, p.rc_soc_factor, p.rc_soc_on
     soc0, inv_dsoc, one_t = p.soc0, 1.0 / p.dsoc, p.ocv_v.shape[0] == 1
     eta_chg, i_sign = p.eta_chg, p.i_sign_a
-    t_lo, t_hi = p.temp_c[0], p.temp_c[p.temp_c.shape[0] - 1]  # the grid; each lane widens it by its margin
     i_hold = 0.0
     t_hold = temp_c[0]
     dt_last = math.nan
@@ -323,8 +321,8 @@ def ekf_lanes(p, tunes, time_s, i_meas, v_meas, temp_c, z0, p0z_floor, cap_ah, s
                 eb = S[REB * L + r]
                 S[REB * L + r] = eb + (innov - eb) * S[RKE * L + r]
                 # 0 (no correction, P kept) for a loaded sample outside the lane's temperature range
-                margin = S[RLTM * L + r]
-                si = 1.0 / s if load_update_ok(rested, t_now, t_lo - margin, t_hi + margin) else 0.0
+                t_lo, t_hi = load_t_range(p, S[RLTM * L + r])
+                si = 1.0 / s if load_update_ok(rested, t_now, t_lo, t_hi) else 0.0
                 gain = innov * si
                 S[RZ * L + r] = S[RZ * L + r] + ph0 * gain
                 S[RV1 * L + r] = S[RV1 * L + r] + ph1 * gain
