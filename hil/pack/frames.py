@@ -5,16 +5,16 @@ the BMS's contactor and bleed commands decoded in one call."""
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
 from bms.can import _kernels as K
 from bms.can.schedule import due_kernel, encode_plan
+from hil.pack.jit import pack_jit
 from hil.pack.model import pack_step
 from hil.pack.sensors import advance_drift, sample_channels
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def numpy_mean(a, b0, n):
     """mean(a[b0:b0 + n]) with numpy's summation order (its pairwise sum, for n <= 128: a plain
     sum below 8 terms, else eight running sums r_k = sum_i a[b0 + 8 i + k] combined as
@@ -42,7 +42,7 @@ def numpy_mean(a, b0, n):
     return s / n
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def due_kinds(due, is_board):
     """(any board message due, any other message due) among ``due``."""
     boards = False
@@ -56,7 +56,7 @@ def due_kinds(due, is_board):
     return boards, others
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def fill_encode(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, boards, due, v,
                 plan_begin, plan_rows, plan_mux, msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out,
                 data_out, dlc_out, saturated):
@@ -81,7 +81,7 @@ def fill_encode(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_
                        keys_out, data_out, dlc_out, saturated)
 
 
-@nb.njit(cache=True, error_model="numpy", nogil=True)
+@pack_jit(nogil=True)
 def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb, board_temp, cpb, tpb, is_board,
                         next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux,
                         msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated,
@@ -103,7 +103,7 @@ def plant_frames_kernel(meas, pk, bleed, ts_temp, fill_always, fill_board, balfb
                        keys_out, data_out, dlc_out, saturated)
 
 
-@nb.njit(cache=True, error_model="numpy", nogil=True)
+@pack_jit(nogil=True)
 def plant_tick_kernel(p, f, st, inp, bleed, ch_always, ch_board, fill_always, fill_board, balfb, board_temp, cpb, tpb,
                       is_board, next_s, period_s, ctr_slot, ctr_mod, counter, due, v, plan_begin, plan_rows, plan_mux,
                       msg_i, sig_i, sig_mask, sig_f, e2e_id, e2e_crc_byte, keys_out, data_out, dlc_out, saturated,
@@ -128,7 +128,7 @@ def plant_tick_kernel(p, f, st, inp, bleed, ch_always, ch_board, fill_always, fi
                        keys_out, data_out, dlc_out, saturated)
 
 
-@nb.njit(cache=True, error_model="numpy", nogil=True)
+@pack_jit(nogil=True)
 def commands_kernel(msg_keys, msg_i, sig_i, sig_mask, sig_f, value, raw, valid, time_s, cmd, bal, bal_keys, cpb, inp,
                     bleed, bleeding, keys, data, dlc):
     """Decode the frames (:func:`bms.can._kernels.decode_frame`, stamp 0) and, if any was decoded:

@@ -33,21 +33,15 @@ exactly over the step with E_th, R_th held:
     V' = V_ss + (V - V_ss) e,  e = exp(-(g + G_d) dt / C),  V_ss = (g E_th + I_d) / (g + G_d)
     I_pack = g (mean(V) - E_th)            (step mean, so the bus charge balance is exact)
 
-The pack's kernels (this module, hil.pack.thermal, hil.pack.sensors, hil.pack.frames) compile
-with ``error_model="numpy"``: a float division by zero gives inf / NaN instead of raising, so
-numba emits no zero test and exception branch at each of the per-cell divisions (1 / R_c,
-1 / sum G...). No denominator can be zero with parameters that pass hil.pack.params' range
-checks; the results are bit-identical (same record, events and frame count on eight shipped
-scenarios) and the pack model ~13 % faster (3.22 -> 2.85 s CPU per simulated hour of the
-192s2p pack).
+The pack's kernels compile with hil.pack.jit.pack_jit (numba's numpy error model: no zero
+test at every per-cell division).
 """
 
 from __future__ import annotations
 
 import math
 
-import numba as nb
-
+from hil.pack.jit import pack_jit
 from hil.pack.layout import (
     A_E_BLEED, A_E_BLEED_BOARD, A_E_DIS, A_E_LOAD, A_E_PATH, A_E_PRE, A_E_TERM, A_Q_PACK, C_A1, C_A2, C_B1,
     C_B2, C_C1, C_C2, C_GAM, C_J, C_M0, C_R0C, C_R0D, C_R1, C_R2, C_SD, C_WT, E_E, E_IBL, E_R, E_V, IN_I_A,
@@ -58,7 +52,7 @@ from hil.pack.layout import (
 from hil.pack.thermal import refresh_cache, thermal_update
 
 
-@nb.njit(cache=True, error_model="numpy", inline="always")
+@pack_jit(inline="always")
 def exp_neg(y):
     """exp(-y) for y >= 0; a 4th-order series below 0.02 (error < y^5 / 120 < 3e-11), which covers
     the hysteresis decay of a step at any normal current and saves the exp call."""
@@ -67,7 +61,7 @@ def exp_neg(y):
     return math.exp(-y)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def cells_thevenin(p, x, cache, elem, bleed_cmd):
     """Per cell E_c, R_c (module docstring) into scratch columns; per series element the
     Thevenin (E_s, R_s) including its bleed resistor; returns the pack's (E_th, R_th)."""
@@ -124,7 +118,7 @@ def cells_thevenin(p, x, cache, elem, bleed_cmd):
     return eth, rth
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def cells_advance(p, f, x, cache, elem, bleed_cmd, i_pack, dt_s, acc):
     """Split the pack current over the parallel cells and advance every cell by one step
     (module docstring); bleed heat goes ``bleed_to_cell`` into the element's cells, the rest to
@@ -172,7 +166,7 @@ def cells_advance(p, f, x, cache, elem, bleed_cmd, i_pack, dt_s, acc):
     acc[A_E_BLEED_BOARD] += (1.0 - p.bleed_to_cell) * e_bleed
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def contactors_update(p, f, pk, inp, dt_s):
     """Move each contactor (negative, precharge, positive) toward its target after its close /
     open delay; target = command, forced closed when welded, forced open when stuck open.
@@ -198,7 +192,7 @@ def contactors_update(p, f, pk, inp, dt_s):
         pk[PK_KFB0 + k] = f.k_fb_stuck_val[k] if f.k_fb_stuck[k] != 0 else pk[PK_K0 + k]
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def precharge_resistor_heat(p, pk, q_j, t_amb, dt_s):
     """Precharge resistor temperature: T' = T_amb + (T - T_amb) exp(-G dt / C) + Q / C (exact for
     the cooling, heat Q of the step added at once); above ``pre_fuse_c`` its thermal fuse opens
@@ -212,7 +206,7 @@ def precharge_resistor_heat(p, pk, q_j, t_amb, dt_s):
         pk[PK_PRE_FUSED] = 1.0
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def circuit_step(p, f, pk, acc, inp, eth, rth, dt_s):
     """Solve the contactor / precharge / bus circuit over the step (module docstring); returns the
     step-mean pack current. A power demand P is turned into a load current by
@@ -287,7 +281,7 @@ def circuit_step(p, f, pk, acc, inp, eth, rth, dt_s):
     return i_pack
 
 
-@nb.njit(cache=True, error_model="numpy", nogil=True)
+@pack_jit(nogil=True)
 def pack_step(p, f, st, inp, bleed_cmd, dt_s):
     """One physics step of the whole pack: contactors, cell Thevenin sources, circuit,
     current split and cell update, and (every ``p.thermal_every`` steps) the thermal network
@@ -314,7 +308,7 @@ def pack_step(p, f, st, inp, bleed_cmd, dt_s):
         refresh_cache(p, st.x, st.cache, dt_s)
 
 
-@nb.njit(cache=True, error_model="numpy", nogil=True)
+@pack_jit(nogil=True)
 def pack_run(p, f, st, inp_seq, bleed_cmd, dt_s, trace):
     """Run ``inp_seq.shape[0]`` steps of :func:`pack_step` with the input rows of ``inp_seq``;
     ``trace`` (n_steps, 3) receives pack voltage, pack current and bus voltage per step."""

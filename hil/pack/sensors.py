@@ -14,6 +14,7 @@ import math
 import numba as nb
 import numpy as np
 
+from hil.pack.jit import pack_jit
 from hil.pack.layout import E_V, PK_IPACK, PK_VBUS, PK_VPACK, S_GAIN, S_HI, S_LO, S_NOISE, S_OFFSET, S_QUANT
 
 _MASK = (1 << 64) - 1
@@ -32,13 +33,13 @@ def seed_rng(seed: int) -> np.ndarray:
     return out
 
 
-@nb.njit(cache=True, error_model="numpy", inline="always")
+@pack_jit(inline="always")
 def _rotl(v, k):
     """64-bit rotate left: (v << k) | (v >> (64 - k))."""
     return (v << nb.uint64(k)) | (v >> nb.uint64(64 - k))
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def next_uniform(rng):
     """Uniform double in (0, 1) from xoshiro256** (Blackman & Vigna), advancing ``rng`` in place."""
     s0, s1, s2, s3 = rng[0], rng[1], rng[2], rng[3]
@@ -54,7 +55,7 @@ def next_uniform(rng):
     return ((result >> nb.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def fill_normal(rng, out):
     """Standard normal numbers into ``out`` by Box-Muller: z = sqrt(-2 ln u1) (cos, sin)(2 pi u2)."""
     n = out.shape[0]
@@ -68,7 +69,7 @@ def fill_normal(rng, out):
         k += 2
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def sensor_truth(p, f, st):
     """True values seen by each channel into ``st.truth``: element voltages (an open sense wire w
     adds its shift to element w-1 and subtracts it from element w), the lagged sensor
@@ -90,7 +91,7 @@ def sensor_truth(p, f, st):
     tr[ns + nts + 2] = st.pk[PK_VBUS]
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def reading(x, z, gain, offset, offset_f, drift, sd, qs, lo, hi):
     """A channel's reading of the true value ``x`` with the standard normal ``z``:
 
@@ -105,7 +106,7 @@ def reading(x, z, gain, offset, offset_f, drift, sd, qs, lo, hi):
     return min(max(y, lo), hi)
 
 
-@nb.njit(cache=True, error_model="numpy", nogil=True)
+@pack_jit(nogil=True)
 def sample_sensors(p, f, st, dt_since_s):
     """Measure every channel into ``st.meas`` (:func:`reading`; a stuck channel reads its stuck
     value), the drift integrating its rate over ``dt_since_s`` (the time since the previous sample)."""
@@ -122,7 +123,7 @@ def sample_sensors(p, f, st, dt_since_s):
                               f.sens_offset[ch], st.drift[ch], sd, sens[ch, S_QUANT], sens[ch, S_LO], sens[ch, S_HI])
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def advance_drift(f, st, dt_s):
     """drift[ch] += rate[ch] dt_s for every channel (sampled or not, so a channel's drift is always
     its rate times the time elapsed, however rarely it is read)."""
@@ -132,7 +133,7 @@ def advance_drift(f, st, dt_s):
         d[ch] += r[ch] * dt_s
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def sample_channels(p, f, st, chans):
     """Measure only the channels ``chans`` (in that order, one normal number each from ``st.rng``)
     into ``st.meas`` and their true values into ``st.truth``, by the truth and the equation of

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
-
 from bms.model import bilinear, grid_bracket
-
+from hil.pack.jit import pack_jit
 from hil.pack.layout import (
     A_Q_AMB, A_Q_COOL, C_A1, C_A2, C_B1, C_B2, C_C1, C_C2, C_GAM, C_J, C_M0, C_R0C, C_R0D, C_R1, C_R2, C_SD,
     C_WT, IN_FLOW, IN_TAMB, IN_TCOOL, PK_NSTEP, PK_TCOOL_OUT, PK_TH_DT, X_QGEN, X_QTOT, X_T, X_V1, X_V2, X_Z,
@@ -24,7 +22,7 @@ T0_K = 273.15
 INV_T25 = 1.0 / 298.15
 
 
-@nb.njit(cache=True, error_model="numpy", inline="always")
+@pack_jit(inline="always")
 def bracket(grid, t):
     """Clamped bracket of ``t`` in the ascending ``grid``: (j, w), value = (1-w) f[j] + w f[j+1]."""
     n = grid.shape[0]
@@ -38,7 +36,7 @@ def bracket(grid, t):
     return j, (t - grid[j]) / (grid[j + 1] - grid[j])
 
 
-@nb.njit(cache=True, error_model="numpy", inline="always")
+@pack_jit(inline="always")
 def lin(table, j, w):
     """Linear interpolation of a (nT,) table at bracket (j, w)."""
     if table.shape[0] == 1:
@@ -46,7 +44,7 @@ def lin(table, j, w):
     return (1.0 - w) * table[j] + w * table[j + 1]
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def arrhenius(ln_tab, temp_grid, inv_grid, temp_c, extrap_k):
     """Resistance at ``temp_c`` from a table of ln R over the temperature grid, interpolated
     linearly in 1/T (R = A exp(Ea / (R_gas T)) between neighbouring grid points); beyond the grid
@@ -70,7 +68,7 @@ def arrhenius(ln_tab, temp_grid, inv_grid, temp_c, extrap_k):
     return math.exp(a + w * (b - a))
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def refresh_cache(p, x, cache, dt_s):
     """Per-cell coefficients at the cell temperature T and step ``dt_s``:
     R0, R1, R2 = r_scale * Arrhenius(T), R1 and R2 times G(T, z) at the cell's SOC now (the
@@ -116,7 +114,7 @@ def refresh_cache(p, x, cache, dt_s):
         cache[c, C_SD] = p.sd_a25[c] * math.exp(-p.sd_ea_k * (1.0 / tk - INV_T25))
 
 
-@nb.njit(cache=True, error_model="numpy")
+@pack_jit
 def thermal_update(p, f, x, pk, acc, ts_temp, inp, qflow):
     """Advance the cell temperatures over the time accumulated since the last update, dt_th:
 
